@@ -1,0 +1,208 @@
+"""``fax-gateway serve``: every stage in one process, wired through the store.
+
+Start order: store, eFax (the built-in simulator when no App ID is configured), mail
+out, workers, HTTP, and last the SMTP listener, so nothing is accepted before it can
+be stored and worked on. Stop order is the reverse: stop accepting, let workers finish
+the job in hand, give back what they hold, close the store. Exit status 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.core.documents import ExtractionLimits, find_office_converter
+from gateway.core.retry import RetryPolicy
+from gateway.efax.client import EfaxClient
+from gateway.logs import event
+from gateway.mail.relay import MailSender, make_sender
+from gateway.settings import Mailbox, Settings, split_host_port
+from gateway.smtp.handler import FaxHandler
+from gateway.smtp.server import bound_port, start_smtp_server
+from gateway.store.sqlite import SQLiteStore
+from gateway.workers.base import Worker
+from gateway.workers.dispatch import Dispatcher
+
+log = logging.getLogger(__name__)
+
+SIMULATOR_APP_ID = "simulator"
+DEMO_SENDER = "demo@example.com"
+SHUTDOWN_GRACE_S = 20.0
+
+
+@dataclass
+class Gateway:
+    """The running parts of one ``serve``; ``start()``/``stop()`` or ``async with``."""
+
+    settings: Settings
+    store: SQLiteStore | None = None
+    efax: EfaxClient | None = None
+    mail: MailSender | None = None
+    simulator: Any = None
+    smtp_server: asyncio.Server | None = None
+    http_server: Any = None
+    workers: list[Worker] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def smtp_port(self) -> int:
+        assert self.smtp_server is not None
+        return bound_port(self.smtp_server)
+
+    async def start(self) -> None:
+        s = self.settings
+        self.store = await SQLiteStore.open(s.database.sqlite_path)
+        base_url, app_id, api_key = s.efax.base_url, s.efax.app_id, s.efax.api_key.get_secret_value()
+        if s.efax.simulated:
+            from gateway.simulator.server import start_simulator
+
+            self.simulator = await start_simulator()
+            base_url, app_id, api_key = self.simulator.base_url, SIMULATOR_APP_ID, SIMULATOR_APP_ID
+            if not s.mailboxes:
+                s.mailboxes.append(
+                    Mailbox(
+                        user_id="demo-user",
+                        fax_number="13235550100",
+                        senders=[DEMO_SENDER],
+                        deliver_to=[DEMO_SENDER],
+                    )
+                )
+        self.efax = EfaxClient(
+            base_url=base_url,
+            app_id=app_id,
+            api_key=api_key,
+            connect_timeout_s=s.efax.connect_timeout_s,
+            read_timeout_s=s.efax.read_timeout_s,
+            write_timeout_s=s.efax.write_timeout_s,
+        )
+        self.mail = make_sender(s.relay)
+        policy = RetryPolicy(
+            initial_s=s.dispatch.backoff_initial_s,
+            maximum_s=s.dispatch.backoff_max_s,
+            lifetime_s=s.dispatch.lifetime_s,
+        )
+        for n in range(s.dispatch.workers):
+            self.workers.append(
+                Dispatcher(
+                    self.store,
+                    self.efax,
+                    s.mailboxes,
+                    policy=policy,
+                    name=f"dispatch-{n}",
+                    lease_s=s.dispatch.lease_s,
+                    idle_s=s.dispatch.poll_idle_s,
+                )
+            )
+        for worker in self.workers:
+            self.tasks.append(asyncio.create_task(worker.run(), name=worker.name))
+        await self._start_http()
+        limits = ExtractionLimits(office_converter=find_office_converter())
+        handler = FaxHandler(s, self.store, limits=limits, on_accept=self._nudge_dispatch)
+        self.smtp_server = await start_smtp_server(handler, s.smtp)
+        self._announce()
+
+    def _nudge_dispatch(self) -> None:
+        for worker in self.workers:
+            if isinstance(worker, Dispatcher):
+                worker.nudge()
+
+    async def _start_http(self) -> None:
+        from gateway.http.app import start_http
+
+        assert self.store is not None and self.efax is not None
+        self.http_server = await start_http(self)
+
+    def _announce(self) -> None:
+        s = self.settings
+        host, _ = split_host_port(s.smtp.listen)
+        port = self.smtp_port
+        log.info(
+            "SMTP listening on %s:%d for <number>@%s",
+            host,
+            port,
+            s.fax_domain,
+            extra=event("listening", port=port),
+        )
+        if self.http_server is not None:
+            log.info("HTTP listening on %s", self.http_server.base_url, extra=event("listening"))
+        if self.simulator is not None:
+            log.info(
+                "no eFax account configured (efax.app_id is empty): using the built-in eFax "
+                "simulator at %s; nothing is really faxed",
+                self.simulator.base_url,
+                extra=event("simulator"),
+            )
+        if s.relay.host:
+            log.info("mail out through %s:%d", s.relay.host, s.relay.port, extra=event("relay"))
+        else:
+            log.info(
+                "mail out is written to the Maildir %s", s.relay.maildir.resolve(), extra=event("maildir")
+            )
+        sender = s.mailboxes[0].senders[0] if s.mailboxes and s.mailboxes[0].senders else DEMO_SENDER
+        log.info(
+            "send a test fax: uv run fax-gateway send --smtp %s:%d --from %s --to 13235551212 "
+            "--text 'Hello from fax-gateway'",
+            host,
+            port,
+            sender,
+            extra=event("hint"),
+        )
+
+    async def stop(self) -> None:
+        if self.smtp_server is not None:
+            self.smtp_server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.smtp_server.wait_closed(), timeout=2)
+        for worker in self.workers:
+            worker.stop()
+        if self.tasks:
+            _, pending = await asyncio.wait(self.tasks, timeout=SHUTDOWN_GRACE_S)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self.store is not None:
+            import time
+
+            for worker in self.workers:
+                await self.store.release(owner=worker.owner, now=time.time())
+        if self.http_server is not None:
+            await self.http_server.stop()
+        if self.efax is not None:
+            await self.efax.aclose()
+        if self.simulator is not None:
+            await self.simulator.stop()
+        if self.store is not None:
+            await self.store.close()
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def serve(settings: Settings, *, started: Callable[[Gateway], Awaitable[None]] | None = None) -> int:
+    """Run until SIGTERM or SIGINT; then shut down gracefully and return 0."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    gateway = Gateway(settings)
+    try:
+        await gateway.start()
+        if started is not None:
+            await started(gateway)
+        await stopping.wait()
+        log.info("stopping: no new mail is accepted", extra=event("stopping"))
+    finally:
+        await gateway.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    log.info("stopped", extra=event("stopped"))
+    return 0

@@ -1,0 +1,291 @@
+"""The one typed settings root, built once at start-up and passed down.
+
+Sources, highest priority first:
+
+1. command-line flags (passed in as ``overrides``),
+2. environment variables ``FAXGW_...`` (nested with ``__``, e.g. ``FAXGW_EFAX__APP_ID``),
+   and secrets read from files named by ``FAXGW_..._FILE`` (e.g. ``FAXGW_EFAX__API_KEY_FILE``),
+3. a TOML file: ``--config PATH``, else ``$FAXGW_CONFIG``, else ``config/gateway.toml`` when present,
+4. the defaults below.
+
+Every setting carries its unit in its name or type. Secrets are ``SecretStr`` and never
+appear in ``repr``, logs or errors. A bad value stops start-up with a sentence that
+names the key (``ConfigError``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "FAXGW_"
+DEFAULT_CONFIG = Path("config/gateway.toml")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``str()`` says which key and why."""
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("expected host:port, for example 127.0.0.1:2525")
+    return value
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """``"[::1]:25"`` or ``"127.0.0.1:25"`` -> (host, port)."""
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SmtpSettings(_Section):
+    listen: str = Field(
+        "127.0.0.1:2525", description="host:port of the SMTP listener; port 0 picks a free one"
+    )
+    hostname: str = Field("fax-gateway", description="name the server gives in its greeting")
+    trusted_networks: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="CIDR networks that may fax without SMTP AUTH (scanners, a local MTA)",
+    )
+    max_message_bytes: int = Field(
+        50_000_000, gt=0, description="largest mail accepted, advertised with SIZE"
+    )
+    max_recipients: int = Field(10, gt=0, description="most fax recipients in one mail")
+    session_timeout_s: float = Field(300, gt=0, description="idle time before a session is closed")
+
+    _check_listen = field_validator("listen")(staticmethod(_host_port))
+
+    @field_validator("trusted_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+
+class EfaxSettings(_Section):
+    base_url: str = Field("https://api.securedocex.com", description="eFax Enterprise API root")
+    app_id: str = Field("", description="eFax App ID; empty runs the built-in simulator")
+    api_key: SecretStr = Field(SecretStr(""), description="eFax API key")
+    connect_timeout_s: float = Field(10, gt=0)
+    read_timeout_s: float = Field(60, gt=0)
+    write_timeout_s: float = Field(120, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must start with https:// (or http:// for a local simulator)")
+        return value.rstrip("/")
+
+    @property
+    def simulated(self) -> bool:
+        return not self.app_id
+
+
+class RelaySettings(_Section):
+    host: str = Field("", description="SMTP relay for mail out; empty writes to the Maildir")
+    port: int = Field(587, ge=1, le=65535)
+    tls: Literal["starttls", "implicit", "none"] = "starttls"
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    timeout_s: float = Field(60, gt=0)
+    maildir: Path = Field(Path("var/mail"), description="where mail goes when no relay is set")
+    from_address: str = Field("fax-gateway@fax.local", description="From: of reports and received faxes")
+
+
+class DatabaseSettings(_Section):
+    url: str = Field("sqlite:///var/gateway.db", description="sqlite:///relative or sqlite:////absolute")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith("sqlite:///"):
+            raise ValueError("only sqlite:///path is supported in this version")
+        return value
+
+    @property
+    def sqlite_path(self) -> Path:
+        return Path(self.url.removeprefix("sqlite:///"))
+
+
+class HttpSettings(_Section):
+    listen: str = Field("127.0.0.1:8025", description="host:port for /healthz, /metrics, /webhooks/efax")
+
+    _check_listen = field_validator("listen")(staticmethod(_host_port))
+
+
+class InboundSettings(_Section):
+    poll_interval_s: int = Field(60, ge=30, description="how often each mailbox's received list is read")
+
+
+class PolicySettings(_Section):
+    allowed_countries: list[str] = Field(
+        default_factory=list, description="ISO codes faxes may go to; empty: default_country only"
+    )
+
+    @field_validator("allowed_countries")
+    @classmethod
+    def _codes(cls, value: list[str]) -> list[str]:
+        return [_region(code) for code in value]
+
+
+class DispatchSettings(_Section):
+    workers: int = Field(4, ge=1, le=64, description="faxes submitted to eFax at the same time")
+    lease_s: float = Field(300, gt=0, description="how long a claimed job stays owned without renewal")
+    backoff_initial_s: float = Field(5, gt=0)
+    backoff_max_s: float = Field(900, gt=0)
+    lifetime_s: float = Field(86_400, gt=0, description="give up submitting a fax after this long")
+    poll_idle_s: float = Field(1.0, gt=0, description="how often idle workers look for due work")
+
+
+class Mailbox(_Section):
+    user_id: str = Field(description="the eFax user-id header for this number")
+    fax_number: str = Field(description="the eFax number this mailbox sends from and receives on")
+    senders: list[str] = Field(default_factory=list, description="addresses or *@domain allowed to fax")
+    deliver_to: list[str] = Field(default_factory=list, description="who gets this number's received faxes")
+    cover: Literal["auto", "always", "never"] = Field(
+        "auto", description="cover page: auto (when the mail has attachments and text), always, never"
+    )
+
+
+def _region(code: str) -> str:
+    code = code.upper()
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"{code!r} is not an ISO country code phonenumbers knows")
+    return code
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    fax_domain: str = Field("fax.local", description="recipients are <number>@fax_domain")
+    default_country: str = Field("US", description="how national numbers are read")
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)  # type: ignore[arg-type]
+    efax: EfaxSettings = Field(default_factory=EfaxSettings)  # type: ignore[arg-type]
+    relay: RelaySettings = Field(default_factory=RelaySettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)  # type: ignore[arg-type]
+    http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
+    inbound: InboundSettings = Field(default_factory=InboundSettings)  # type: ignore[arg-type]
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    dispatch: DispatchSettings = Field(default_factory=DispatchSettings)  # type: ignore[arg-type]
+    mailboxes: list[Mailbox] = Field(default_factory=list)
+
+    _check_country = field_validator("default_country")(staticmethod(_region))
+
+    @field_validator("fax_domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        return value.strip().lower().rstrip(".")
+
+    @property
+    def allowed_countries(self) -> frozenset[str]:
+        return frozenset(self.policy.allowed_countries or [self.default_country])
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = settings_cls.model_config.get("toml_file")
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            _EnvWithoutFiles(settings_cls),
+            _SecretFileSource(settings_cls),
+        ]
+        if toml:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+
+class _EnvWithoutFiles(EnvSettingsSource):
+    """The environment, less the ``..._FILE`` names that _SecretFileSource reads."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {k: v for k, v in super()._load_env_vars().items() if not k.endswith("_file")}
+
+
+class _SecretFileSource(PydanticBaseSettingsSource):
+    """``FAXGW_EFAX__API_KEY_FILE=/run/secrets/key`` -> ``efax.api_key`` = the file's text."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name, path in os.environ.items():
+            if not (name.startswith(ENV_PREFIX) and name.endswith("_FILE")):
+                continue
+            keys = name.removeprefix(ENV_PREFIX).removesuffix("_FILE").lower().split("__")
+            try:
+                value = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as err:
+                raise ConfigError(f"{name}: cannot read the secret file {path}: {err.strerror}") from err
+            node = found
+            for key in keys[:-1]:
+                node = node.setdefault(key, {})
+            node[keys[-1]] = value
+        return found
+
+
+def config_path(explicit: Path | None) -> Path | None:
+    """Which TOML file to read: explicit, then $FAXGW_CONFIG, then config/gateway.toml."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def load_settings(config: Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Build the settings root, or raise ConfigError naming the bad key."""
+    path = config_path(config)
+    if path is not None and not path.is_file():
+        raise ConfigError(f"the configuration file {path} does not exist")
+    cls: type[Settings] = type(
+        "Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}}
+    )
+    try:
+        return cls(**(overrides or {}))
+    except ValidationError as err:
+        raise ConfigError(describe_validation_error(err)) from None
+    except ValueError as err:  # TOML syntax errors
+        raise ConfigError(f"the configuration file {path} cannot be read: {err}") from None
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    sentences = []
+    for item in err.errors(include_input=False, include_url=False):
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "is not a known setting"
+        elif item["type"] == "missing":
+            message = "is required"
+        sentences.append(f"configuration key {key}: {message}.")
+    return " ".join(sentences)

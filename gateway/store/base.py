@@ -1,0 +1,220 @@
+"""The store: the durable queue every stage talks through.
+
+Queue mechanics (``JobState``) are kept apart from the story told to the sender
+(recorded as events). A job is claimed by one worker at a time with a lease; a lease
+left by a dead process expires and the job is taken over. Every state change that
+matters is fenced by the lease owner, so a worker that lost its lease cannot undo
+another's work.
+
+Backends: ``sqlite`` (embedded default). A PostgreSQL backend implements the same
+``Store`` protocol and passes the same contract tests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    ACTIVE = "active"
+    DEFERRED = "deferred"
+    DONE = "done"
+    FAILED = "failed"
+    HELD = "held"
+    DEAD = "dead"
+
+
+class JobKind(StrEnum):
+    DISPATCH = "dispatch"  # submit a message's faxes to eFax
+    TRACK = "track"  # follow one fax to its final state
+    REPORT = "report"  # mail the sender what happened
+    DELIVER = "deliver"  # mail a received fax to its mapped inboxes
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (disk full, locked, corrupt...)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    kind: JobKind
+    ref: str
+    state: JobState
+    payload: dict[str, Any]
+    attempts: int
+    run_after: float
+    created_at: float
+    last_error: str | None = None
+    lease_owner: str | None = None
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    filename: str
+    document_type: str
+    detected: str
+    pages: int
+    content: bytes
+
+
+@dataclass(frozen=True)
+class Recipient:
+    number: str  # wire form for eFax
+    pretty: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    id: str
+    received_at: float
+    mailbox_user_id: str
+    envelope_from: str
+    header_from: str
+    report_to: str
+    auth: str
+    message_id: str
+    subject: str
+    recipients: Sequence[Recipient]
+    options: dict[str, Any]
+    raw: bytes
+    documents: Sequence[NewDocument]
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    id: int
+    seq: int
+    filename: str
+    document_type: str
+    detected: str
+    pages: int
+    size: int
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: str
+    received_at: float
+    mailbox_user_id: str
+    envelope_from: str
+    header_from: str
+    report_to: str
+    auth: str
+    message_id: str
+    subject: str
+    recipients: tuple[Recipient, ...]
+    options: dict[str, Any]
+    submit_state: str
+    documents: tuple[StoredDocument, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class FaxRecord:
+    fax_id: str
+    message_id: str
+    destination: str
+    status: str
+    detail: dict[str, Any]
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class Event:
+    at: float
+    message_id: str | None
+    fax_id: str | None
+    action: str
+    detail: str
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+class Store(Protocol):
+    """What every backend offers. All methods are coroutines; ``now`` is unix seconds."""
+
+    async def close(self) -> None: ...
+
+    # -- intake ----------------------------------------------------------------
+    async def accept_message(self, message: NewMessage) -> None:
+        """Commit the raw mail, its documents and its dispatch job in one durable transaction."""
+
+    # -- jobs ------------------------------------------------------------------
+    async def enqueue(
+        self, kind: JobKind, ref: str, payload: dict[str, Any], *, now: float, run_after: float | None = None
+    ) -> bool:
+        """Add a job unless one of that kind and ref exists; True when added."""
+
+    async def claim(self, kind: JobKind, *, owner: str, now: float, lease_s: float) -> Job | None:
+        """Take the most overdue job of a kind (queued, deferred and due, or lease expired)."""
+
+    async def defer(
+        self,
+        job: Job,
+        *,
+        owner: str,
+        now: float,
+        run_after: float,
+        error: str,
+        payload: dict[str, Any] | None = None,
+    ) -> bool: ...
+
+    async def finish(
+        self, job: Job, *, owner: str, now: float, state: JobState, error: str | None = None
+    ) -> bool: ...
+
+    async def release(self, *, owner: str, now: float) -> int:
+        """Give back every job this owner holds (graceful shutdown)."""
+
+    async def set_job_state(
+        self, job_id: int, state: JobState, *, now: float, run_after: float | None = None
+    ) -> bool:
+        """Administrative change (queue retry/cancel): not fenced by a lease."""
+
+    async def jobs(
+        self,
+        *,
+        kind: JobKind | None = None,
+        state: JobState | None = None,
+        older_than: float | None = None,
+        limit: int = 100,
+    ) -> list[Job]: ...
+
+    async def job(self, job_id: int) -> Job | None: ...
+
+    async def count_jobs(self) -> dict[tuple[str, str], int]: ...
+
+    # -- messages and faxes -----------------------------------------------------
+    async def message(self, message_id: str) -> StoredMessage | None: ...
+
+    def document_chunks(self, document_id: int, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        """The document's bytes, read from the store a chunk at a time."""
+
+    async def set_submit_state(self, message_id: str, state: str, *, now: float) -> None: ...
+
+    async def record_submission(
+        self, job: Job, *, owner: str, now: float, faxes: Sequence[tuple[str, str]], note: str
+    ) -> bool:
+        """One transaction: the fax ids, submit_state=submitted, dispatch job done, track jobs."""
+
+    async def faxes(self, message_id: str) -> list[FaxRecord]: ...
+
+    async def add_event(
+        self,
+        action: str,
+        *,
+        now: float,
+        message_id: str | None = None,
+        fax_id: str | None = None,
+        detail: str = "",
+    ) -> None: ...
+
+    async def events(self, message_id: str) -> list[Event]: ...

@@ -1,0 +1,92 @@
+"""Every SQL statement the store runs, by name (qmark placeholders)."""
+
+INSERT_MESSAGE = """
+INSERT INTO messages (id, received_at, mailbox_user_id, envelope_from, header_from, report_to,
+                      auth, message_id, subject, recipients, options, raw)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+INSERT_DOCUMENT = """
+INSERT INTO documents (message_id, seq, filename, document_type, detected, pages, size, content)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+INSERT_JOB = """
+INSERT INTO jobs (kind, ref, state, payload, run_after, created_at, updated_at)
+VALUES (?, ?, 'queued', ?, ?, ?, ?)
+ON CONFLICT (kind, ref) DO NOTHING
+"""
+
+# Most overdue first; expired leases of crashed workers are taken over.
+CLAIM_JOB = """
+UPDATE jobs
+   SET state = 'active', lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
+ WHERE id = (SELECT id FROM jobs
+              WHERE kind = ?
+                AND ((state IN ('queued', 'deferred') AND run_after <= ?)
+                     OR (state = 'active' AND lease_until < ?))
+              ORDER BY run_after, id
+              LIMIT 1)
+RETURNING id, kind, ref, state, payload, attempts, run_after, created_at, last_error, lease_owner
+"""
+
+DEFER_JOB = """
+UPDATE jobs SET state = 'deferred', run_after = ?, last_error = ?, payload = COALESCE(?, payload),
+                lease_owner = NULL, lease_until = NULL, updated_at = ?
+ WHERE id = ? AND state = 'active' AND lease_owner = ?
+"""
+
+FINISH_JOB = """
+UPDATE jobs SET state = ?, last_error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?
+ WHERE id = ? AND state = 'active' AND lease_owner = ?
+"""
+
+RELEASE_JOBS = """
+UPDATE jobs SET state = 'queued', attempts = MAX(attempts - 1, 0), lease_owner = NULL,
+                lease_until = NULL, updated_at = ?
+ WHERE state = 'active' AND lease_owner = ?
+"""
+
+SET_JOB_STATE = """
+UPDATE jobs SET state = ?, run_after = COALESCE(?, run_after), lease_owner = NULL,
+                lease_until = NULL, updated_at = ?
+ WHERE id = ?
+"""
+
+SELECT_JOB_COLUMNS = """
+SELECT id, kind, ref, state, payload, attempts, run_after, created_at, last_error, lease_owner
+  FROM jobs
+"""
+
+COUNT_JOBS = "SELECT kind, state, COUNT(*) FROM jobs GROUP BY kind, state"
+
+SELECT_MESSAGE = """
+SELECT id, received_at, mailbox_user_id, envelope_from, header_from, report_to, auth, message_id,
+       subject, recipients, options, submit_state
+  FROM messages WHERE id = ?
+"""
+
+SELECT_DOCUMENTS = """
+SELECT id, seq, filename, document_type, detected, pages, size
+  FROM documents WHERE message_id = ? ORDER BY seq
+"""
+
+SET_SUBMIT_STATE = "UPDATE messages SET submit_state = ? WHERE id = ?"
+
+INSERT_FAX = """
+INSERT INTO faxes (fax_id, message_id, destination, status, updated_at) VALUES (?, ?, ?, 'submitted', ?)
+ON CONFLICT (fax_id) DO NOTHING
+"""
+
+SELECT_FAXES = """
+SELECT fax_id, message_id, destination, status, detail, updated_at
+  FROM faxes WHERE message_id = ? ORDER BY rowid
+"""
+
+INSERT_EVENT = "INSERT INTO events (at, message_id, fax_id, action, detail) VALUES (?, ?, ?, ?, ?)"
+
+SELECT_EVENTS = """
+SELECT at, message_id, fax_id, action, detail FROM events
+ WHERE message_id = ? OR fax_id IN (SELECT fax_id FROM faxes WHERE message_id = ?)
+ ORDER BY at, id
+"""

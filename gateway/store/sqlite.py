@@ -1,0 +1,459 @@
+"""SQLite backend: WAL mode, ``synchronous=FULL``, group commit.
+
+Writes from every coroutine are queued to one writer thread, which applies everything
+pending in one transaction (each item in its own SAVEPOINT, so one failing item does not
+take the others down) and commits once: one fsync serves many SMTP sessions, and each
+caller's future resolves only after that commit returned. Reads run on a second
+connection in a second thread; WAL lets them proceed while the writer writes.
+
+Large documents are read back with incremental BLOB I/O, a chunk at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway.store import queries as q
+from gateway.store.base import (
+    Event,
+    FaxRecord,
+    Job,
+    JobKind,
+    JobState,
+    NewMessage,
+    Recipient,
+    StoredDocument,
+    StoredMessage,
+    StoreError,
+    dumps,
+)
+
+T = TypeVar("T")
+_MAX_BATCH = 256
+
+
+def _migrations() -> list[tuple[int, str]]:
+    found = []
+    for item in resources.files("gateway.store.migrations").iterdir():
+        name = item.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), item.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the numbered migrations not yet applied; returns the schema version."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    for number, script in _migrations():
+        if number <= version:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in script.split(";\n"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        version = number
+    return version
+
+
+def _job(row: Sequence[Any]) -> Job:
+    return Job(
+        id=row[0],
+        kind=JobKind(row[1]),
+        ref=row[2],
+        state=JobState(row[3]),
+        payload=json.loads(row[4]),
+        attempts=row[5],
+        run_after=row[6],
+        created_at=row[7],
+        last_error=row[8],
+        lease_owner=row[9],
+    )
+
+
+class SQLiteStore:
+    """See the module docstring. Open with ``await SQLiteStore.open(path)``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="store-write")
+        self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="store-read")
+        self._writer_conn: sqlite3.Connection | None = None
+        self._reader_conn: sqlite3.Connection | None = None
+        self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._wake = asyncio.Event()
+        self._writer_task: asyncio.Task[None] | None = None
+        self.commits = 0  # physical commits, for the group-commit benchmark
+
+    @classmethod
+    async def open(cls, path: Path) -> SQLiteStore:
+        store = cls(path)
+        await store._start()
+        return store
+
+    async def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+        def setup() -> sqlite3.Connection:
+            conn = _connect(self.path)
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            sync = conn.execute("PRAGMA synchronous").fetchone()[0]
+            if mode != "wal" or sync != 2:
+                raise StoreError(
+                    f"{self.path}: SQLite would not enter WAL mode with synchronous=FULL "
+                    f"(journal_mode={mode}, synchronous={sync})"
+                )
+            migrate(conn)
+            return conn
+
+        try:
+            self._writer_conn = await loop.run_in_executor(self._write_pool, setup)
+            self._reader_conn = await loop.run_in_executor(self._read_pool, lambda: _connect(self.path))
+        except sqlite3.Error as err:
+            raise StoreError(f"cannot open the database {self.path}: {err}") from err
+        self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
+
+    async def close(self) -> None:
+        if self._writer_task is not None:
+            while self._pending:
+                await asyncio.sleep(0.01)
+            self._writer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer_task
+            self._writer_task = None
+        loop = asyncio.get_running_loop()
+        if self._writer_conn is not None:
+            await loop.run_in_executor(self._write_pool, self._writer_conn.close)
+        if self._reader_conn is not None:
+            await loop.run_in_executor(self._read_pool, self._reader_conn.close)
+        self._write_pool.shutdown(wait=True)
+        self._read_pool.shutdown(wait=True)
+
+    # -- plumbing --------------------------------------------------------------
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer_task is None:
+            raise StoreError("the store is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append((fn, future))
+        self._wake.set()
+        return await future
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
+                try:
+                    results = await loop.run_in_executor(self._write_pool, self._apply, batch)
+                except sqlite3.Error as err:
+                    failure = StoreError(f"the database could not commit: {err}")
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(failure)
+                    continue
+                for (_, future), (ok, value) in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+
+    def _apply(
+        self, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
+    ) -> list[tuple[bool, Any]]:
+        conn = self._writer_conn
+        assert conn is not None
+        results: list[tuple[bool, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for fn, _ in batch:
+                conn.execute("SAVEPOINT item")
+                try:
+                    value = fn(conn)
+                except Exception as err:
+                    conn.execute("ROLLBACK TO item")
+                    conn.execute("RELEASE item")
+                    wrapped = err if not isinstance(err, sqlite3.Error) else StoreError(str(err))
+                    results.append((False, wrapped))
+                else:
+                    conn.execute("RELEASE item")
+                    results.append((True, value))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self.commits += 1
+        return results
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._reader_conn
+        if conn is None:
+            raise StoreError("the store is closed")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._read_pool, fn, conn)
+        except sqlite3.Error as err:
+            raise StoreError(f"the database could not be read: {err}") from err
+
+    # -- intake ----------------------------------------------------------------
+    async def accept_message(self, message: NewMessage) -> None:
+        recipients = [{"number": r.number, "pretty": r.pretty, "name": r.name} for r in message.recipients]
+
+        def apply(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                q.INSERT_MESSAGE,
+                (
+                    message.id,
+                    message.received_at,
+                    message.mailbox_user_id,
+                    message.envelope_from,
+                    message.header_from,
+                    message.report_to,
+                    message.auth,
+                    message.message_id,
+                    message.subject,
+                    dumps(recipients),
+                    dumps(message.options),
+                    message.raw,
+                ),
+            )
+            for seq, doc in enumerate(message.documents):
+                conn.execute(
+                    q.INSERT_DOCUMENT,
+                    (
+                        message.id,
+                        seq,
+                        doc.filename,
+                        doc.document_type,
+                        doc.detected,
+                        doc.pages,
+                        len(doc.content),
+                        doc.content,
+                    ),
+                )
+            now = message.received_at
+            conn.execute(q.INSERT_JOB, (JobKind.DISPATCH, message.id, "{}", now, now, now))
+            conn.execute(q.INSERT_EVENT, (now, message.id, None, "accepted", message.auth))
+
+        await self._write(apply)
+
+    # -- jobs ------------------------------------------------------------------
+    async def enqueue(
+        self,
+        kind: JobKind,
+        ref: str,
+        payload: dict[str, Any],
+        *,
+        now: float,
+        run_after: float | None = None,
+    ) -> bool:
+        def apply(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(q.INSERT_JOB, (kind, ref, dumps(payload), run_after or now, now, now))
+            return cur.rowcount == 1
+
+        return await self._write(apply)
+
+    async def claim(self, kind: JobKind, *, owner: str, now: float, lease_s: float) -> Job | None:
+        def apply(conn: sqlite3.Connection) -> Job | None:
+            row = conn.execute(q.CLAIM_JOB, (owner, now + lease_s, now, kind, now, now)).fetchone()
+            return None if row is None else _job(row)
+
+        return await self._write(apply)
+
+    async def defer(
+        self,
+        job: Job,
+        *,
+        owner: str,
+        now: float,
+        run_after: float,
+        error: str,
+        payload: dict[str, Any] | None = None,
+    ) -> bool:
+        encoded = None if payload is None else dumps(payload)
+
+        def apply(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(q.DEFER_JOB, (run_after, error, encoded, now, job.id, owner))
+            return cur.rowcount == 1
+
+        return await self._write(apply)
+
+    async def finish(
+        self, job: Job, *, owner: str, now: float, state: JobState, error: str | None = None
+    ) -> bool:
+        def apply(conn: sqlite3.Connection) -> bool:
+            return conn.execute(q.FINISH_JOB, (state, error, now, job.id, owner)).rowcount == 1
+
+        return await self._write(apply)
+
+    async def release(self, *, owner: str, now: float) -> int:
+        return await self._write(lambda conn: conn.execute(q.RELEASE_JOBS, (now, owner)).rowcount)
+
+    async def set_job_state(
+        self, job_id: int, state: JobState, *, now: float, run_after: float | None = None
+    ) -> bool:
+        def apply(conn: sqlite3.Connection) -> bool:
+            return conn.execute(q.SET_JOB_STATE, (state, run_after, now, job_id)).rowcount == 1
+
+        return await self._write(apply)
+
+    async def jobs(
+        self,
+        *,
+        kind: JobKind | None = None,
+        state: JobState | None = None,
+        older_than: float | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        where, args = [], []
+        if kind is not None:
+            where.append("kind = ?")
+            args.append(str(kind))
+        if state is not None:
+            where.append("state = ?")
+            args.append(str(state))
+        if older_than is not None:
+            where.append("created_at < ?")
+            args.append(older_than)  # type: ignore[arg-type]
+        sql = q.SELECT_JOB_COLUMNS + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY id DESC LIMIT ?"
+        return await self._read(lambda conn: [_job(r) for r in conn.execute(sql, (*args, limit)).fetchall()])
+
+    async def job(self, job_id: int) -> Job | None:
+        def read(conn: sqlite3.Connection) -> Job | None:
+            row = conn.execute(q.SELECT_JOB_COLUMNS + " WHERE id = ?", (job_id,)).fetchone()
+            return None if row is None else _job(row)
+
+        return await self._read(read)
+
+    async def find_job(self, kind: JobKind, ref: str) -> Job | None:
+        def read(conn: sqlite3.Connection) -> Job | None:
+            row = conn.execute(q.SELECT_JOB_COLUMNS + " WHERE kind = ? AND ref = ?", (kind, ref)).fetchone()
+            return None if row is None else _job(row)
+
+        return await self._read(read)
+
+    async def count_jobs(self) -> dict[tuple[str, str], int]:
+        return await self._read(lambda conn: {(k, s): n for k, s, n in conn.execute(q.COUNT_JOBS).fetchall()})
+
+    # -- messages and faxes -----------------------------------------------------
+    async def message(self, message_id: str) -> StoredMessage | None:
+        def read(conn: sqlite3.Connection) -> StoredMessage | None:
+            row = conn.execute(q.SELECT_MESSAGE, (message_id,)).fetchone()
+            if row is None:
+                return None
+            docs = tuple(StoredDocument(*d) for d in conn.execute(q.SELECT_DOCUMENTS, (message_id,)))
+            return StoredMessage(
+                id=row[0],
+                received_at=row[1],
+                mailbox_user_id=row[2],
+                envelope_from=row[3],
+                header_from=row[4],
+                report_to=row[5],
+                auth=row[6],
+                message_id=row[7],
+                subject=row[8],
+                recipients=tuple(Recipient(**r) for r in json.loads(row[9])),
+                options=json.loads(row[10]),
+                submit_state=row[11],
+                documents=docs,
+            )
+
+        return await self._read(read)
+
+    async def raw_message(self, message_id: str) -> bytes | None:
+        def read(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute("SELECT raw FROM messages WHERE id = ?", (message_id,)).fetchone()
+            return None if row is None else bytes(row[0])
+
+        return await self._read(read)
+
+    async def document_chunks(self, document_id: int, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        offset = 0
+        while True:
+
+            def read(conn: sqlite3.Connection, offset: int = offset) -> bytes:
+                with conn.blobopen("documents", "content", document_id, readonly=True) as blob:
+                    blob.seek(offset)
+                    return blob.read(chunk_size)
+
+            chunk = await self._read(read)
+            if not chunk:
+                return
+            offset += len(chunk)
+            yield chunk
+
+    async def set_submit_state(self, message_id: str, state: str, *, now: float) -> None:
+        def apply(conn: sqlite3.Connection) -> None:
+            conn.execute(q.SET_SUBMIT_STATE, (state, message_id))
+            conn.execute(q.INSERT_EVENT, (now, message_id, None, state, ""))
+
+        await self._write(apply)
+
+    async def record_submission(
+        self, job: Job, *, owner: str, now: float, faxes: Sequence[tuple[str, str]], note: str
+    ) -> bool:
+        def apply(conn: sqlite3.Connection) -> bool:
+            done = conn.execute(q.FINISH_JOB, (JobState.DONE, None, now, job.id, owner))
+            if done.rowcount != 1:
+                return False  # our lease was taken over: the new owner records it
+            conn.execute(q.SET_SUBMIT_STATE, ("submitted", job.ref))
+            for fax_id, destination in faxes:
+                conn.execute(q.INSERT_FAX, (fax_id, job.ref, destination, now))
+                conn.execute(q.INSERT_JOB, (JobKind.TRACK, fax_id, "{}", now, now, now))
+                conn.execute(q.INSERT_EVENT, (now, job.ref, fax_id, "submitted", destination))
+            conn.execute(q.INSERT_EVENT, (now, job.ref, None, "handed to eFax", note))
+            return True
+
+        return await self._write(apply)
+
+    async def faxes(self, message_id: str) -> list[FaxRecord]:
+        def read(conn: sqlite3.Connection) -> list[FaxRecord]:
+            rows = conn.execute(q.SELECT_FAXES, (message_id,)).fetchall()
+            return [FaxRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
+
+        return await self._read(read)
+
+    async def add_event(
+        self,
+        action: str,
+        *,
+        now: float,
+        message_id: str | None = None,
+        fax_id: str | None = None,
+        detail: str = "",
+    ) -> None:
+        await self._write(
+            lambda conn: conn.execute(q.INSERT_EVENT, (now, message_id, fax_id, action, detail))
+        )
+
+    async def events(self, message_id: str) -> list[Event]:
+        return await self._read(
+            lambda conn: [Event(*r) for r in conn.execute(q.SELECT_EVENTS, (message_id, message_id))]
+        )

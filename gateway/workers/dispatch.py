@@ -1,0 +1,167 @@
+"""Dispatcher: turns an accepted mail into one ``POST /faxes``.
+
+Consumes: ``dispatch`` jobs (one per accepted mail). Produces: one fax id per
+destination, recorded with a ``track`` job each, in the same transaction that closes
+the dispatch job. Touches: eFax (through ``gateway.efax``) and the store.
+
+Never twice: the message is marked ``submitting`` (committed) before the call. If the
+call's outcome is unknown (connection broke after the body went out, a 5xx), the job is
+deferred still marked ``submitting``; the next attempt first looks for the fax with
+``GET /faxes/sent`` by its ``client_reference_id`` (the job id) and records what it
+finds instead of sending again.
+
+Failures: transient errors (network, 5xx, 429) are retried with exponential backoff and
+jitter (``dispatch.backoff_*``) until ``dispatch.lifetime_s``; permanent ones (4xx,
+refused credentials) fail the job at once with eFax's reason kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from gateway.core.retry import RetryPolicy
+from gateway.efax.client import EfaxClient
+from gateway.efax.errors import (
+    EfaxError,
+    EfaxOutcomeUnknown,
+    EfaxPermanentError,
+    EfaxTransientError,
+)
+from gateway.efax.models import Destination, DocumentSource, FaxOptions
+from gateway.logs import event
+from gateway.settings import Mailbox
+from gateway.store.base import Job, JobKind, JobState, Store, StoredMessage
+from gateway.workers.base import Worker
+
+log = logging.getLogger(__name__)
+
+
+def fax_options(message: StoredMessage, mailbox: Mailbox | None) -> FaxOptions:
+    """The cover page and resolution a message asks for (subject options win)."""
+    opts = message.options
+    cover_setting = mailbox.cover if mailbox is not None else "auto"
+    if opts.get("cover") is not None:
+        include = bool(opts["cover"])
+    elif cover_setting == "always":
+        include = True
+    elif cover_setting == "never":
+        include = False
+    else:  # auto: a cover page when the mail has attachments and something to say
+        include = not opts.get("body_is_document") and bool(
+            opts.get("cover_message") or opts.get("cover_subject")
+        )
+    return FaxOptions(
+        include_cover_page=include,
+        cover_from_name=opts.get("from_name") or None if include else None,
+        cover_subject=opts.get("cover_subject") or None if include else None,
+        cover_message=opts.get("cover_message") or None if include else None,
+        image_resolution=opts.get("resolution") or None,
+    )
+
+
+class Dispatcher(Worker):
+    kind = JobKind.DISPATCH
+
+    def __init__(
+        self,
+        store: Store,
+        efax: EfaxClient,
+        mailboxes: list[Mailbox],
+        *,
+        policy: RetryPolicy,
+        rng: random.Random | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(store, **kwargs)
+        self.efax = efax
+        self.mailboxes = {m.user_id: m for m in mailboxes}
+        self.policy = policy
+        self.rng = rng or random.Random()
+
+    async def handle(self, job: Job) -> None:
+        now = self.clock()
+        message = await self.store.message(job.ref)
+        if message is None:
+            await self._fail(job, "the stored mail is missing")
+            return
+        if self.policy.expired(created_at=message.received_at, now=now):
+            await self._fail(job, f"eFax could not be reached in time: {job.last_error or 'no reply'}")
+            return
+        try:
+            if message.submit_state == "submitting" and await self._reconcile(job, message):
+                return
+            await self.store.set_submit_state(message.id, "submitting", now=now)
+            faxes = await self.efax.send_fax(
+                user_id=message.mailbox_user_id,
+                destinations=[Destination(r.number, r.name) for r in message.recipients],
+                documents=[
+                    DocumentSource(
+                        document_type=d.document_type,
+                        size=d.size,
+                        open=self._opener(d.id),
+                    )
+                    for d in message.documents
+                ],
+                options=fax_options(message, self.mailboxes.get(message.mailbox_user_id)),
+                client_reference_id=message.id,
+                transaction_id=message.id,
+            )
+        except EfaxOutcomeUnknown as err:
+            await self._retry(job, err, reason="outcome unknown; will look for it before resending")
+            return
+        except EfaxTransientError as err:
+            await self.store.set_submit_state(message.id, "none", now=self.clock())
+            await self._retry(job, err)
+            return
+        except EfaxPermanentError as err:
+            await self.store.set_submit_state(message.id, "none", now=self.clock())
+            await self._fail(job, str(err))
+            return
+        pairs = [(f.fax_id, f.destination_fax_number) for f in faxes]
+        await self._record(job, pairs, "submitted")
+
+    def _opener(self, document_id: int) -> Callable[[], AsyncIterator[bytes]]:
+        return lambda: self.store.document_chunks(document_id)
+
+    async def _reconcile(self, job: Job, message: StoredMessage) -> bool:
+        """After an unknown outcome: did eFax create the faxes? Record them if so."""
+        found = await self.efax.find_sent(user_id=message.mailbox_user_id, client_reference_id=message.id)
+        if not found:
+            log.info("earlier attempt did not reach eFax; sending", extra=event("reconciled", job=job.ref))
+            return False
+        pairs = [(f.fax_id, f.destination_fax_number or "") for f in found]
+        await self._record(job, pairs, "found after an unknown outcome")
+        return True
+
+    async def _record(self, job: Job, pairs: list[tuple[str, str]], how: str) -> None:
+        ok = await self.store.record_submission(
+            job, owner=self.owner, now=self.clock(), faxes=pairs, note=how
+        )
+        if ok:
+            log.info(
+                "faxes handed to eFax",
+                extra=event("submitted", job=job.ref, faxes=",".join(f for f, _ in pairs), how=how),
+            )
+        else:
+            log.warning("lost the lease before recording", extra=event("lease lost", job=job.ref))
+
+    async def _retry(self, job: Job, err: EfaxError, reason: str = "") -> None:
+        now = self.clock()
+        retry_after = err.retry_after if isinstance(err, EfaxTransientError) else None
+        delay = self.policy.delay(job.attempts, retry_after=retry_after, rng=self.rng)
+        text = f"{err}" + (f" ({reason})" if reason else "")
+        await self.store.defer(job, owner=self.owner, now=now, run_after=now + delay, error=text)
+        log.info(
+            "eFax not reached; retrying in %.0f s",
+            delay,
+            extra=event("deferred", job=job.ref, attempt=job.attempts, error=str(err)),
+        )
+
+    async def _fail(self, job: Job, reason: str) -> None:
+        now = self.clock()
+        await self.store.finish(job, owner=self.owner, now=now, state=JobState.FAILED, error=reason)
+        await self.store.add_event("failed", now=now, message_id=job.ref, detail=reason)
+        log.warning("fax not sent: %s", reason, extra=event("failed", job=job.ref))

@@ -1,0 +1,126 @@
+"""The store contract: every backend must pass these (SQLite now; PostgreSQL joins the params)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.store.base import JobKind, JobState, NewDocument, NewMessage, Recipient
+from gateway.store.sqlite import SQLiteStore
+
+
+@pytest.fixture(params=["sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    s = await SQLiteStore.open(tmp_path / "gateway.db")
+    yield s
+    await s.close()
+
+
+def message(n: int, content: bytes = b"%PDF-1.4 test") -> NewMessage:
+    return NewMessage(
+        id=f"JOB{n:05d}", received_at=1000.0 + n, mailbox_user_id="u1", envelope_from="a@example.com",
+        header_from="a@example.com", report_to="a@example.com", auth="trusted 127.0.0.1",
+        message_id=f"<m{n}@example.com>", subject="s", recipients=[Recipient("13235551212", "+1 323-555-1212")],
+        options={"pages": 1}, raw=b"raw mail", documents=[NewDocument("a.pdf", "PDF", "pdf", 1, content)],
+    )
+
+
+async def test_accept_stores_message_documents_and_job_together(store: SQLiteStore) -> None:
+    await store.accept_message(message(1))
+    stored = await store.message("JOB00001")
+    assert stored is not None
+    assert stored.recipients == (Recipient("13235551212", "+1 323-555-1212"),)
+    assert [d.filename for d in stored.documents] == ["a.pdf"]
+    jobs = await store.jobs(kind=JobKind.DISPATCH)
+    assert [(j.ref, j.state) for j in jobs] == [("JOB00001", JobState.QUEUED)]
+
+
+async def test_a_failing_item_does_not_take_its_batch_down(store: SQLiteStore) -> None:
+    results = await asyncio.gather(
+        store.accept_message(message(1)), store.accept_message(message(1)), store.accept_message(message(2)),
+        return_exceptions=True,
+    )
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], Exception)  # duplicate id refused
+    assert {j.ref for j in await store.jobs()} == {"JOB00001", "JOB00002"}
+
+
+async def test_concurrent_accepts_share_commits(store: SQLiteStore) -> None:
+    before = store.commits
+    await asyncio.gather(*(store.accept_message(message(n)) for n in range(100)))
+    assert len(await store.jobs(limit=1000)) == 100
+    assert store.commits - before < 100  # group commit: fewer fsyncs than mails
+
+
+async def test_claim_is_exclusive_and_leases_expire(store: SQLiteStore) -> None:
+    await store.accept_message(message(1))
+    job = await store.claim(JobKind.DISPATCH, owner="w1", now=2000, lease_s=60)
+    assert job is not None and job.attempts == 1
+    assert await store.claim(JobKind.DISPATCH, owner="w2", now=2010, lease_s=60) is None
+    taken = await store.claim(JobKind.DISPATCH, owner="w2", now=2061, lease_s=60)
+    assert taken is not None and taken.id == job.id and taken.attempts == 2
+    # the first owner lost its lease: its late writes are refused
+    assert not await store.finish(job, owner="w1", now=2062, state=JobState.DONE)
+    assert await store.finish(taken, owner="w2", now=2062, state=JobState.DONE)
+
+
+async def test_defer_then_due_again(store: SQLiteStore) -> None:
+    await store.accept_message(message(1))
+    job = await store.claim(JobKind.DISPATCH, owner="w", now=2000, lease_s=60)
+    assert job is not None
+    assert await store.defer(job, owner="w", now=2000, run_after=2100, error="503")
+    assert await store.claim(JobKind.DISPATCH, owner="w", now=2050, lease_s=60) is None
+    again = await store.claim(JobKind.DISPATCH, owner="w", now=2100, lease_s=60)
+    assert again is not None and again.last_error == "503"
+
+
+async def test_release_gives_jobs_back(store: SQLiteStore) -> None:
+    await store.accept_message(message(1))
+    job = await store.claim(JobKind.DISPATCH, owner="w", now=2000, lease_s=600)
+    assert job is not None
+    assert await store.release(owner="w", now=2001) == 1
+    again = await store.claim(JobKind.DISPATCH, owner="x", now=2002, lease_s=600)
+    assert again is not None and again.attempts == 1
+
+
+async def test_record_submission_creates_track_jobs_once(store: SQLiteStore) -> None:
+    await store.accept_message(message(1))
+    job = await store.claim(JobKind.DISPATCH, owner="w", now=2000, lease_s=60)
+    assert job is not None
+    ok = await store.record_submission(job, owner="w", now=2001, faxes=[("f1", "n1"), ("f2", "n2")], note="x")
+    assert ok
+    stored = await store.message("JOB00001")
+    assert stored is not None and stored.submit_state == "submitted"
+    assert [f.fax_id for f in await store.faxes("JOB00001")] == ["f1", "f2"]
+    assert {j.ref for j in await store.jobs(kind=JobKind.TRACK)} == {"f1", "f2"}
+    actions = [e.action for e in await store.events("JOB00001")]
+    assert actions[0] == "accepted" and "handed to eFax" in actions
+
+
+async def test_document_chunks_stream_the_blob(store: SQLiteStore) -> None:
+    content = bytes(range(256)) * 10_000
+    await store.accept_message(message(1, content))
+    stored = await store.message("JOB00001")
+    assert stored is not None
+    chunks = [c async for c in store.document_chunks(stored.documents[0].id, chunk_size=65536)]
+    assert len(chunks) > 1
+    assert b"".join(chunks) == content
+
+
+async def test_enqueue_is_unique_by_kind_and_ref(store: SQLiteStore) -> None:
+    assert await store.enqueue(JobKind.DELIVER, "fax-1", {"a": 1}, now=1)
+    assert not await store.enqueue(JobKind.DELIVER, "fax-1", {"a": 2}, now=2)
+
+
+async def test_wal_and_full_sync_are_in_force(tmp_path: Path) -> None:
+    import sqlite3
+
+    s = await SQLiteStore.open(tmp_path / "g.db")
+    await s.close()
+    conn = sqlite3.connect(tmp_path / "g.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] >= 1
+    conn.close()

@@ -1,0 +1,78 @@
+from pathlib import Path
+
+import pytest
+
+from gateway.settings import ConfigError, load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_safe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    assert s.fax_domain == "fax.local"
+    assert s.mailboxes == []
+    assert s.efax.simulated
+    assert s.allowed_countries == frozenset({"US"})
+
+
+def test_environment_beats_toml_and_flags_beat_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, '[efax]\napp_id = "from-toml"\n[smtp]\nlisten = "127.0.0.1:2000"\n')
+    monkeypatch.setenv("FAXGW_EFAX__APP_ID", "from-env")
+    monkeypatch.setenv("FAXGW_SMTP__LISTEN", "127.0.0.1:3000")
+    s = load_settings(path, {"smtp": {"listen": "127.0.0.1:4000"}})
+    assert s.efax.app_id == "from-env"
+    assert s.smtp.listen == "127.0.0.1:4000"
+
+
+def test_toml_is_read_from_faxgw_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, 'fax_domain = "Fax.Example.ORG"\n[[mailboxes]]\nuser_id = "u"\nfax_number = "1"\n')
+    monkeypatch.setenv("FAXGW_CONFIG", str(path))
+    s = load_settings()
+    assert s.fax_domain == "fax.example.org"
+    assert s.mailboxes[0].senders == []
+
+
+def test_secret_from_file_and_never_in_repr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = tmp_path / "key"
+    secret.write_text("s3cret-key-value\n")
+    monkeypatch.setenv("FAXGW_EFAX__API_KEY_FILE", str(secret))
+    monkeypatch.chdir(tmp_path)
+    s = load_settings()
+    assert s.efax.api_key.get_secret_value() == "s3cret-key-value"
+    assert "s3cret" not in repr(s) and "s3cret" not in str(s.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ('[smtp]\nlisten = "nonsense"\n', "smtp.listen"),
+        ('[inbound]\npoll_interval_s = 5\n', "inbound.poll_interval_s"),
+        ('default_country = "XX"\n', "default_country"),
+        ('[efax]\nbase_url = "ftp://x"\n', "efax.base_url"),
+        ('[smtp]\nlisten_port = 25\n', "smtp.listen_port"),
+        ('[relay]\ntls = "maybe"\n', "relay.tls"),
+    ],
+)
+def test_a_bad_value_is_named(tmp_path: Path, toml: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, toml))
+    assert f"configuration key {key}:" in str(info.value)
+
+
+def test_bad_secret_is_not_echoed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAXGW_SMTP__MAX_MESSAGE_BYTES", "topsecretvalue")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "topsecretvalue" not in str(info.value)
+    assert "smtp.max_message_bytes" in str(info.value)
+
+
+def test_missing_config_file_is_a_sentence(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
