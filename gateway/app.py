@@ -21,6 +21,7 @@ from gateway.core.retry import RetryPolicy
 from gateway.efax.client import EfaxClient
 from gateway.logs import event
 from gateway.mail.relay import MailSender, make_sender
+from gateway.metrics import Metrics
 from gateway.settings import Mailbox, Settings, split_host_port
 from gateway.smtp.handler import FaxHandler
 from gateway.smtp.server import bound_port, start_smtp_server
@@ -46,6 +47,7 @@ class Gateway:
     simulator: Any = None
     smtp_server: asyncio.Server | None = None
     http_server: Any = None
+    metrics: Metrics = field(default_factory=Metrics)
     workers: list[Worker] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -105,6 +107,14 @@ class Gateway:
         handler = FaxHandler(s, self.store, limits=limits, on_accept=self._nudge_dispatch)
         self.smtp_server = await start_smtp_server(handler, s.smtp)
         self._announce()
+
+    def _tracking_workers(self) -> list[Worker]:
+        """Outbound tracking and reports to senders."""
+        return []
+
+    def _inbound_workers(self) -> list[Worker]:
+        """Received faxes: the poller and delivery to the mapped inboxes."""
+        return []
 
     def _nudge_dispatch(self) -> None:
         for worker in self.workers:

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from collections.abc import Mapping
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -110,6 +111,9 @@ class RelaySettings(_Section):
     timeout_s: float = Field(60, gt=0)
     maildir: Path = Field(Path("var/mail"), description="where mail goes when no relay is set")
     from_address: str = Field("fax-gateway@fax.local", description="From: of reports and received faxes")
+    max_message_bytes: int = Field(
+        25_000_000, gt=0, description="largest mail the relay takes; bigger received faxes are announced"
+    )
 
 
 class DatabaseSettings(_Section):
@@ -135,6 +139,19 @@ class HttpSettings(_Section):
 
 class InboundSettings(_Section):
     poll_interval_s: int = Field(60, ge=30, description="how often each mailbox's received list is read")
+    workers: int = Field(2, ge=1, le=32, description="received faxes mailed at the same time")
+    webhook_secret: SecretStr = Field(SecretStr(""), description="HMAC key agreed with eFax; empty: webhook off")
+    webhook_header: str = Field("X-HMAC-Signature", description="header carrying the HMAC-SHA256 signature")
+    webhook_max_bytes: int = Field(1_000_000, gt=0, description="largest webhook body accepted")
+
+
+class TrackingSettings(_Section):
+    first_check_s: float = Field(20, gt=0, description="first status read after submission")
+    max_interval_s: float = Field(300, gt=0, description="status reads back off up to this interval")
+    unconfirmed_after_s: float = Field(86_400, gt=0, description="send a 'still not confirmed' report once")
+    give_up_after_s: float = Field(259_200, gt=0, description="stop tracking a fax after this long")
+    max_requests_per_s: float = Field(5.0, gt=0, description="status reads per second, all faxes together")
+    workers: int = Field(4, ge=1, le=64, description="status reads in flight at the same time")
 
 
 class PolicySettings(_Section):
@@ -165,6 +182,13 @@ class Mailbox(_Section):
     cover: Literal["auto", "always", "never"] = Field(
         "auto", description="cover page: auto (when the mail has attachments and text), always, never"
     )
+    reports: Literal["all", "failures"] = Field("all", description="which outcome reports senders get")
+    retention: Literal["keep", "delete_after_delivery"] = Field(
+        "keep", description="what happens to a received fax at eFax once it was mailed"
+    )
+    deliver_mode: Literal["together", "separately"] = Field(
+        "together", description="one mail to all deliver_to addresses, or one mail each"
+    )
 
 
 def _region(code: str) -> str:
@@ -181,17 +205,33 @@ class Settings(BaseSettings):
 
     fax_domain: str = Field("fax.local", description="recipients are <number>@fax_domain")
     default_country: str = Field("US", description="how national numbers are read")
+    timezone: str = Field("UTC", description="IANA zone for times in reports and received-fax mails")
+    admin_address: str = Field("", description="told when a received fax cannot be delivered to an address")
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)  # type: ignore[arg-type]
     efax: EfaxSettings = Field(default_factory=EfaxSettings)  # type: ignore[arg-type]
     relay: RelaySettings = Field(default_factory=RelaySettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)  # type: ignore[arg-type]
     http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
     inbound: InboundSettings = Field(default_factory=InboundSettings)  # type: ignore[arg-type]
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)  # type: ignore[arg-type]
     policy: PolicySettings = Field(default_factory=PolicySettings)
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)  # type: ignore[arg-type]
     mailboxes: list[Mailbox] = Field(default_factory=list)
 
     _check_country = field_validator("default_country")(staticmethod(_region))
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Berlin") from err
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @field_validator("fax_domain")
     @classmethod

@@ -126,6 +126,34 @@ class FaxRecord:
 
 
 @dataclass(frozen=True)
+class ReceivedRecord:
+    fax_id: str
+    user_id: str
+    seen_at: float
+    metadata: dict[str, Any]
+    state: str  # new | fetched | mailed | marked | done
+    delivered_to: tuple[str, ...]
+    updated_at: float
+    has_image: bool
+
+
+@dataclass(frozen=True)
+class PollRecord:
+    user_id: str
+    last_try_at: float | None
+    last_ok_at: float | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class NewJob:
+    kind: JobKind
+    ref: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    run_after: float | None = None
+
+
+@dataclass(frozen=True)
 class Event:
     at: float
     message_id: str | None
@@ -218,3 +246,39 @@ class Store(Protocol):
     ) -> None: ...
 
     async def events(self, message_id: str) -> list[Event]: ...
+
+    async def fax(self, fax_id: str) -> FaxRecord | None: ...
+
+    async def update_fax(self, fax_id: str, *, status: str, detail: dict[str, Any], now: float) -> None: ...
+
+    async def finish_and_enqueue(
+        self, job: Job, *, owner: str, now: float, state: JobState, error: str | None = None,
+        enqueue: Sequence[NewJob] = (),
+    ) -> bool:
+        """Close a job and add follow-up jobs in one transaction (fenced by the lease)."""
+
+    async def expedite(self, kind: JobKind, ref: str, *, now: float) -> bool:
+        """Make a waiting job due now (a webhook's trigger); False when there is none."""
+
+    # -- received faxes ------------------------------------------------------------
+    async def record_received(
+        self, *, user_id: str, fax_id: str, metadata: dict[str, Any], now: float
+    ) -> bool:
+        """Record a newly seen fax and its deliver job once; False when already known."""
+
+    async def received(self, fax_id: str) -> ReceivedRecord | None: ...
+
+    async def received_image(self, fax_id: str) -> bytes | None: ...
+
+    async def store_received_image(self, fax_id: str, image: bytes, *, now: float) -> None: ...
+
+    async def update_received(
+        self, fax_id: str, *, now: float, state: str | None = None,
+        delivered_to: Sequence[str] | None = None,
+    ) -> None: ...
+
+    async def record_poll(
+        self, user_id: str, *, now: float, ok: bool, error: str | None = None
+    ) -> None: ...
+
+    async def polls(self) -> list[PollRecord]: ...

@@ -90,3 +90,45 @@ SELECT at, message_id, fax_id, action, detail FROM events
  WHERE message_id = ? OR fax_id IN (SELECT fax_id FROM faxes WHERE message_id = ?)
  ORDER BY at, id
 """
+
+FINISH_ANY_JOB = """
+UPDATE jobs SET state = ?, last_error = ?, lease_owner = NULL, lease_until = NULL, updated_at = ?
+ WHERE id = ?
+"""
+
+EXPEDITE_JOB = """
+UPDATE jobs SET run_after = ?, updated_at = ?
+ WHERE kind = ? AND ref = ? AND state IN ('queued', 'deferred')
+"""
+
+SELECT_FAX = "SELECT fax_id, message_id, destination, status, detail, updated_at FROM faxes WHERE fax_id = ?"
+
+UPDATE_FAX = "UPDATE faxes SET status = ?, detail = ?, updated_at = ? WHERE fax_id = ?"
+
+INSERT_RECEIVED = """
+INSERT INTO received (fax_id, user_id, seen_at, metadata, updated_at) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (fax_id) DO NOTHING
+"""
+
+SELECT_RECEIVED = """
+SELECT fax_id, user_id, seen_at, metadata, state, delivered_to, updated_at, image IS NOT NULL
+  FROM received WHERE fax_id = ?
+"""
+
+SELECT_RECEIVED_IMAGE = "SELECT image FROM received WHERE fax_id = ?"
+
+UPDATE_RECEIVED = """
+UPDATE received SET state = COALESCE(?, state), delivered_to = COALESCE(?, delivered_to),
+                    updated_at = ?
+ WHERE fax_id = ?
+"""
+
+STORE_RECEIVED_IMAGE = "UPDATE received SET image = ?, state = 'fetched', updated_at = ? WHERE fax_id = ?"
+
+UPSERT_POLL = """
+INSERT INTO polls (user_id, last_try_at, last_ok_at, last_error) VALUES (?, ?, ?, ?)
+ON CONFLICT (user_id) DO UPDATE SET last_try_at = excluded.last_try_at,
+    last_ok_at = COALESCE(excluded.last_ok_at, polls.last_ok_at), last_error = excluded.last_error
+"""
+
+SELECT_POLLS = "SELECT user_id, last_try_at, last_ok_at, last_error FROM polls"

@@ -28,7 +28,10 @@ from gateway.store.base import (
     Job,
     JobKind,
     JobState,
+    NewJob,
     NewMessage,
+    PollRecord,
+    ReceivedRecord,
     Recipient,
     StoredDocument,
     StoredMessage,
@@ -456,4 +459,88 @@ class SQLiteStore:
     async def events(self, message_id: str) -> list[Event]:
         return await self._read(
             lambda conn: [Event(*r) for r in conn.execute(q.SELECT_EVENTS, (message_id, message_id))]
+        )
+
+    async def fax(self, fax_id: str) -> FaxRecord | None:
+        def read(conn: sqlite3.Connection) -> FaxRecord | None:
+            r = conn.execute(q.SELECT_FAX, (fax_id,)).fetchone()
+            return None if r is None else FaxRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5])
+
+        return await self._read(read)
+
+    async def update_fax(self, fax_id: str, *, status: str, detail: dict[str, Any], now: float) -> None:
+        await self._write(lambda conn: conn.execute(q.UPDATE_FAX, (status, dumps(detail), now, fax_id)))
+
+    async def finish_and_enqueue(
+        self, job: Job, *, owner: str, now: float, state: JobState, error: str | None = None,
+        enqueue: Sequence[NewJob] = (),
+    ) -> bool:
+        def apply(conn: sqlite3.Connection) -> bool:
+            if conn.execute(q.FINISH_JOB, (state, error, now, job.id, owner)).rowcount != 1:
+                return False
+            for new in enqueue:
+                conn.execute(
+                    q.INSERT_JOB,
+                    (new.kind, new.ref, dumps(new.payload), new.run_after or now, now, now),
+                )
+            return True
+
+        return await self._write(apply)
+
+    async def expedite(self, kind: JobKind, ref: str, *, now: float) -> bool:
+        return await self._write(
+            lambda conn: conn.execute(q.EXPEDITE_JOB, (now, now, kind, ref)).rowcount == 1
+        )
+
+    # -- received faxes ------------------------------------------------------------
+    async def record_received(
+        self, *, user_id: str, fax_id: str, metadata: dict[str, Any], now: float
+    ) -> bool:
+        def apply(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(q.INSERT_RECEIVED, (fax_id, user_id, now, dumps(metadata), now))
+            if cur.rowcount != 1:
+                return False
+            conn.execute(q.INSERT_JOB, (JobKind.DELIVER, fax_id, "{}", now, now, now))
+            conn.execute(q.INSERT_EVENT, (now, None, fax_id, "received", user_id))
+            return True
+
+        return await self._write(apply)
+
+    async def received(self, fax_id: str) -> ReceivedRecord | None:
+        def read(conn: sqlite3.Connection) -> ReceivedRecord | None:
+            r = conn.execute(q.SELECT_RECEIVED, (fax_id,)).fetchone()
+            if r is None:
+                return None
+            return ReceivedRecord(
+                fax_id=r[0], user_id=r[1], seen_at=r[2], metadata=json.loads(r[3]), state=r[4],
+                delivered_to=tuple(json.loads(r[5])), updated_at=r[6], has_image=bool(r[7]),
+            )
+
+        return await self._read(read)
+
+    async def received_image(self, fax_id: str) -> bytes | None:
+        def read(conn: sqlite3.Connection) -> bytes | None:
+            r = conn.execute(q.SELECT_RECEIVED_IMAGE, (fax_id,)).fetchone()
+            return None if r is None or r[0] is None else bytes(r[0])
+
+        return await self._read(read)
+
+    async def store_received_image(self, fax_id: str, image: bytes, *, now: float) -> None:
+        await self._write(lambda conn: conn.execute(q.STORE_RECEIVED_IMAGE, (image, now, fax_id)))
+
+    async def update_received(
+        self, fax_id: str, *, now: float, state: str | None = None,
+        delivered_to: Sequence[str] | None = None,
+    ) -> None:
+        encoded = None if delivered_to is None else dumps(sorted(set(delivered_to)))
+        await self._write(lambda conn: conn.execute(q.UPDATE_RECEIVED, (state, encoded, now, fax_id)))
+
+    async def record_poll(self, user_id: str, *, now: float, ok: bool, error: str | None = None) -> None:
+        await self._write(
+            lambda conn: conn.execute(q.UPSERT_POLL, (user_id, now, now if ok else None, error))
+        )
+
+    async def polls(self) -> list[PollRecord]:
+        return await self._read(
+            lambda conn: [PollRecord(*r) for r in conn.execute(q.SELECT_POLLS).fetchall()]
         )

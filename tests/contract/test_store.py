@@ -124,3 +124,46 @@ async def test_wal_and_full_sync_are_in_force(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA user_version").fetchone()[0] >= 1
     conn.close()
+
+
+async def test_received_fax_is_recorded_once_with_one_deliver_job(store: SQLiteStore) -> None:
+    assert await store.record_received(user_id="u", fax_id="f1", metadata={"pages": 2}, now=10)
+    assert not await store.record_received(user_id="u", fax_id="f1", metadata={"pages": 2}, now=11)
+    assert [j.ref for j in await store.jobs(kind=JobKind.DELIVER)] == ["f1"]
+    await store.store_received_image("f1", b"%PDF-image", now=12)
+    await store.update_received("f1", now=13, state="mailed", delivered_to=["b@x", "a@x", "a@x"])
+    record = await store.received("f1")
+    assert record is not None
+    assert (record.state, record.delivered_to, record.has_image) == ("mailed", ("a@x", "b@x"), True)
+    assert await store.received_image("f1") == b"%PDF-image"
+
+
+async def test_finish_and_enqueue_is_atomic_and_fenced(store: SQLiteStore) -> None:
+    from gateway.store.base import NewJob
+
+    await store.enqueue(JobKind.TRACK, "fax-1", {}, now=1)
+    job = await store.claim(JobKind.TRACK, owner="w", now=2, lease_s=10)
+    assert job is not None
+    assert not await store.finish_and_enqueue(
+        job, owner="other", now=3, state=JobState.DONE, enqueue=[NewJob(JobKind.REPORT, "m1")]
+    )
+    assert await store.jobs(kind=JobKind.REPORT) == []
+    assert await store.finish_and_enqueue(
+        job, owner="w", now=3, state=JobState.DONE, enqueue=[NewJob(JobKind.REPORT, "m1")]
+    )
+    assert [j.ref for j in await store.jobs(kind=JobKind.REPORT)] == ["m1"]
+
+
+async def test_expedite_makes_a_waiting_job_due(store: SQLiteStore) -> None:
+    await store.enqueue(JobKind.TRACK, "fax-1", {}, now=1, run_after=1000)
+    assert await store.claim(JobKind.TRACK, owner="w", now=5, lease_s=10) is None
+    assert await store.expedite(JobKind.TRACK, "fax-1", now=5)
+    assert await store.claim(JobKind.TRACK, owner="w", now=5, lease_s=10) is not None
+    assert not await store.expedite(JobKind.TRACK, "nope", now=5)
+
+
+async def test_poll_bookkeeping(store: SQLiteStore) -> None:
+    await store.record_poll("u", now=10, ok=True)
+    await store.record_poll("u", now=20, ok=False, error="503")
+    [poll] = await store.polls()
+    assert (poll.last_try_at, poll.last_ok_at, poll.last_error) == (20, 10, "503")

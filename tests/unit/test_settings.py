@@ -76,3 +76,26 @@ def test_bad_secret_is_not_echoed(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_missing_config_file_is_a_sentence(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_example_configuration_names_every_setting_and_loads(tmp_path: Path) -> None:
+    """config/gateway.example.toml documents every key; uncommented, it is a valid file."""
+    import re
+    import tomllib
+
+    from gateway.settings import Settings
+
+    example = Path(__file__).parents[2] / "config" / "gateway.example.toml"
+    text = example.read_text()
+    load_settings(example)
+    uncommented = re.sub(r"^# (\[\[mailboxes\]\]|\w+ = .*)$", r"\1", text, flags=re.M)
+    data = tomllib.loads(uncommented)
+    for name, field in Settings.model_fields.items():
+        if name == "mailboxes":
+            from gateway.settings import Mailbox
+
+            assert set(data["mailboxes"][0]) == set(Mailbox.model_fields)
+        elif hasattr(field.annotation, "model_fields"):
+            assert set(data[name]) == set(field.annotation.model_fields), name  # type: ignore[union-attr]
+        else:
+            assert name in data, name

@@ -1,0 +1,150 @@
+"""End-to-end fixtures: the real gateway, the real simulator, real SMTP on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import email.policy
+import smtplib
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.app import Gateway
+from gateway.settings import Settings, load_settings
+from gateway.simulator.config import SimulatorConfig
+from gateway.simulator.server import RunningSimulator, start_simulator
+
+ALICE = "alice@example.com"
+ALICE_USER = "11111111-22222222"
+SCANNER_USER = "33333333-44444444"
+API_KEY = "test-api-key-do-not-log"
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[RunningSimulator]:
+    sim = await start_simulator(SimulatorConfig(complete_after_s=0.3))
+    yield sim
+    await sim.stop()
+
+
+def gateway_settings(tmp_path: Path, simulator_url: str, **overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "smtp": {"listen": "127.0.0.1:0"},
+        "http": {"listen": "127.0.0.1:0"},
+        "database": {"url": f"sqlite:///{tmp_path}/gateway.db"},
+        "relay": {"maildir": str(tmp_path / "mail")},
+        "efax": {"base_url": simulator_url, "app_id": "test-app", "api_key": API_KEY},
+        "dispatch": {"poll_idle_s": 0.05, "backoff_initial_s": 0.05, "backoff_max_s": 0.2},
+        "mailboxes": [
+            {"user_id": ALICE_USER, "fax_number": "13235550100", "senders": [ALICE, "bob@example.com"],
+             "deliver_to": [ALICE]},
+            {"user_id": SCANNER_USER, "fax_number": "13235550200", "senders": ["*@scan.example.com"],
+             "deliver_to": ["frontdesk@example.com"]},
+        ],
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            base.setdefault(key, {}).update(value)
+        else:
+            base[key] = value
+    return load_settings(None, base)
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path, simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Gateway]:
+    monkeypatch.chdir(tmp_path)
+    gw = Gateway(gateway_settings(tmp_path, simulator.base_url))
+    await gw.start()
+    yield gw
+    await gw.stop()
+
+
+@dataclass
+class SmtpResult:
+    code: int
+    text: str
+    stage: str  # "mail", "rcpt", "data" or "size"
+
+    @property
+    def job_id(self) -> str:
+        return self.text.rsplit(" ", 1)[-1]
+
+
+def _smtp_send(port: int, sender: str, rcpts: list[str], data: bytes) -> SmtpResult:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo("client.example.com")
+        code, text = client.mail(sender)
+        if code >= 400:
+            return SmtpResult(code, text.decode(), "mail")
+        for rcpt in rcpts:
+            code, text = client.rcpt(rcpt)
+            if code >= 400:
+                return SmtpResult(code, text.decode(), "rcpt")
+        try:
+            code, text = client.data(data)
+        except smtplib.SMTPDataError as err:
+            return SmtpResult(err.smtp_code, err.smtp_error.decode(), "data")
+        return SmtpResult(code, text.decode(), "data")
+
+
+async def smtp_send(port: int, message: EmailMessage | bytes, *, sender: str = ALICE,
+                    rcpts: list[str] | None = None) -> SmtpResult:
+    """Send one mail through real SMTP; the reply of the first refusing step, or of DATA."""
+    data = message if isinstance(message, bytes) else message.as_bytes(policy=email.policy.SMTP)
+    if rcpts is None:
+        assert isinstance(message, EmailMessage)
+        rcpts = [a.addr_spec for a in message["To"].addresses]
+    return await asyncio.to_thread(_smtp_send, port, sender, rcpts, data)
+
+
+def make_pdf(pages: int = 1, marker: str = "doc") -> bytes:
+    from io import BytesIO
+
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    for _ in range(pages):
+        writer.add_blank_page(width=612, height=792)
+    writer.add_metadata({"/Title": marker})
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def pdf_mail(*, to: str = "13235551212@fax.local", sender: str = ALICE, subject: str = "Contract",
+             pdf: bytes | None = None, text: str = "Please sign.") -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = "<original-1@example.com>"
+    msg.set_content(text)
+    msg.add_attachment(pdf or make_pdf(), maintype="application", subtype="pdf", filename="contract.pdf")
+    return msg
+
+
+async def sim_get(sim: RunningSimulator, url: str, **params: Any) -> Any:
+    async with httpx.AsyncClient(base_url=sim.base_url, timeout=10) as client:
+        response = await client.get(url, params=params)
+        response.raise_for_status()
+        return response.json()
+
+
+async def sim_post(sim: RunningSimulator, path: str, body: dict[str, Any]) -> Any:
+    async with httpx.AsyncClient(base_url=sim.base_url, timeout=10) as client:
+        response = await client.post(path, json=body)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+
+def requests_to(sim: RunningSimulator, method: str, path: str) -> Callable[[], Coroutine[Any, Any, list[dict[str, Any]]]]:
+    async def read() -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = await sim_get(sim, "/_sim/requests", method=method, path=path)
+        return items
+
+    return read
