@@ -1,6 +1,14 @@
-"""The HTTP side of ``serve``: ``/healthz``, ``/readyz``, ``/metrics``.
+"""The HTTP side of ``serve``: health, readiness, metrics and eFax's webhook.
 
-Starlette served by uvicorn on the gateway's own event loop, on ``http.listen``.
+Starlette served by uvicorn on the gateway's own event loop, on ``http.listen``
+(port 0 picks a free one; the address is logged). Routes:
+
+    GET  /healthz          liveness: the process answers ("ok")
+    GET  /readyz           store writable, eFax reachable, polls fresh (health.py)
+    GET  /metrics          Prometheus text (health.py, gateway.metrics)
+    POST /webhooks/efax    eFax notifications, HMAC verified, a trigger only (webhook.py)
+
+Every handler is a thin view over the running ``Gateway``; none mails or faxes.
 """
 
 from __future__ import annotations
@@ -8,40 +16,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from gateway.http import health, webhook
 from gateway.settings import split_host_port
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
+View = Callable[[Request, "Gateway"], Awaitable[Response]]
+
 
 def create_app(gateway: Gateway) -> Starlette:
+    def bound(view: View) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return await view(request, gateway)
+
+        return endpoint
+
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
-    async def readyz(request: Request) -> Response:
-        checks: dict[str, Any] = {}
-        try:
-            assert gateway.store is not None
-            await gateway.store.count_jobs()
-            checks["store"] = "ok"
-        except Exception as err:  # reported, not raised: this is a probe
-            checks["store"] = f"failing: {type(err).__name__}"
-        ok_efax = gateway.efax is not None and await gateway.efax.health()
-        checks["efax"] = "ok" if ok_efax else "unreachable"
-        ready = all(v == "ok" for v in checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
-
-    return Starlette(routes=[Route("/healthz", healthz), Route("/readyz", readyz)])
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", bound(health.readyz), methods=["GET"]),
+            Route("/metrics", bound(health.metrics), methods=["GET"]),
+            Route("/webhooks/efax", bound(webhook.efax_webhook), methods=["POST"]),
+        ]
+    )
 
 
 class QuietServer(uvicorn.Server):
@@ -57,10 +68,12 @@ class HttpServer:
     server: uvicorn.Server
     task: asyncio.Task[None]
     base_url: str
+    sock: socket.socket
 
     async def stop(self) -> None:
         self.server.should_exit = True
         await self.task
+        self.sock.close()
 
 
 async def start_http(gateway: Gateway) -> HttpServer:
@@ -77,4 +90,4 @@ async def start_http(gateway: Gateway) -> HttpServer:
     while not server.started and not task.done():
         await asyncio.sleep(0.01)
     actual = sock.getsockname()[1]
-    return HttpServer(server=server, task=task, base_url=f"http://{host}:{actual}")
+    return HttpServer(server=server, task=task, base_url=f"http://{host}:{actual}", sock=sock)

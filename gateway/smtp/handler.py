@@ -114,7 +114,7 @@ class FaxHandler:
                 "not trusted",
                 session,
             )
-        if not address or address.lower().startswith("mailer-daemon@"):
+        if address in ("", "<>") or address.lower().startswith("mailer-daemon@"):
             return self._refuse(
                 "550 5.7.1 Bounces and automatic replies cannot send faxes.", "null sender", session
             )
