@@ -1,0 +1,515 @@
+"""EfaxClient: the gateway's only door to the eFax Enterprise API.
+
+Consumes: App ID, API key, base URL; values from ``models`` (destinations,
+streamed documents, options).  Produces: ``models`` values, or an ``errors``
+exception whose class says what the caller should do (retry, reconcile, give up).
+Touches: eFax over HTTPS with httpx; nothing else.
+
+- One client per App ID per process: it holds the one bearer token
+  (``tokens.TokenSource``), renews it ``token_refresh_margin_s`` (default 300 s)
+  before expiry and once on a 401, then repeats the call once.
+- Every fax call sends ``Authorization: Bearer``, ``user-id`` and
+  ``Accept: application/json``.  Redirects are never followed.  Timeouts are
+  explicit: connect (and pool) ``connect_timeout_s`` 10 s, read ``read_timeout_s``
+  60 s, write ``write_timeout_s`` 120 s.  The client never retries on its own
+  except after a 401: backoff belongs to the caller.
+- POST /faxes streams its body (``body.py``); eFax has no idempotency key, so a
+  submission whose fate is unknown raises ``EfaxOutcomeUnknown``: reconcile with
+  ``find_sent(client_reference_id=...)`` before sending again.
+- ``calls`` counts requests by route ("POST /tokens", "GET /faxes/{id}/metadata");
+  ``on_call``, when set, is called once per request with (route, status code or
+  error name, seconds) so the gateway's metrics can time every call.
+- Logs one DEBUG record per request (route, status, milliseconds, fax id);
+  never a token, key or Authorization header.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
+
+import httpx
+
+from gateway.efax import wire
+from gateway.efax.body import DocumentSizeMismatch, SendBody, build_send_body
+from gateway.efax.classify import status_error, token_error, transport_error
+from gateway.efax.errors import (
+    EfaxConflict,
+    EfaxError,
+    EfaxNotFound,
+    EfaxOutcomeUnknown,
+    EfaxPermanentError,
+    EfaxTransientError,
+)
+from gateway.efax.models import (
+    Destination,
+    DocumentSource,
+    FaxOptions,
+    FaxStatus,
+    FaxSummary,
+    ReceivedImage,
+    SubmittedFax,
+    check_fax_id,
+)
+from gateway.efax.tokens import TokenSource
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOKEN_LIFETIME_S = 86400.0
+MAX_PAGE_SIZE = 100  # eFax returns at most 100 faxes per list call
+IMAGE_FORMATS = frozenset({"PDF", "TIFF"})
+DETAILS_SUFFIXES = ("transmission-details", "transmission-detail")  # plural per FAXBOT/CLONE
+
+T = TypeVar("T")
+# "Bearer x" / "Basic x" values and JWTs, whoever they belong to
+_CREDENTIAL_SHAPES = re.compile(
+    r"(?<=\bBearer )\S+|(?<=\bBasic )\S+|\beyJ[\w-]+\.[\w-]+\.[\w-]*", re.IGNORECASE
+)
+
+
+class EfaxClient:
+    """Async client for one eFax App ID.  Use as ``async with EfaxClient(...) as c``."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        app_id: str,
+        api_key: str,
+        connect_timeout_s: float = 10,
+        read_timeout_s: float = 60,
+        write_timeout_s: float = 120,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        token_refresh_margin_s: float = 300,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            transport=transport,
+            follow_redirects=False,
+            timeout=httpx.Timeout(
+                connect=connect_timeout_s,
+                read=read_timeout_s,
+                write=write_timeout_s,
+                pool=connect_timeout_s,
+            ),
+            headers={"Accept": "application/json", "User-Agent": "fax-gateway"},
+        )
+        credentials = base64.b64encode(f"{app_id}:{api_key}".encode()).decode("ascii")
+        self._basic = f"Basic {credentials}"
+        self._secrets = tuple(s for s in (api_key, credentials) if len(s) >= 4)
+        self._tokens = TokenSource(self._fetch_token, clock=clock, margin_s=token_refresh_margin_s)
+        self._calls: Counter[str] = Counter()
+        self._details_suffixes = DETAILS_SUFFIXES
+        self.on_call: Callable[[str, str, float], None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def calls(self) -> Counter[str]:
+        """Requests made so far, by route (live counter)."""
+        return self._calls
+
+    # -- account -----------------------------------------------------------------
+
+    async def health(self) -> bool:
+        """True when GET /health says ``"status": "UP"``; False on any failure."""
+        try:
+            response = await self._send(self._http.build_request("GET", "/health"), "GET /health")
+            if response.status_code in (401, 403):  # in case production wants a token
+                token = await self._tokens.get()
+                request = self._http.build_request(
+                    "GET", "/health", headers={"Authorization": f"Bearer {token}"}
+                )
+                response = await self._send(request, "GET /health")
+            data = wire.load_json(response.content) if response.is_success else None
+        except (EfaxError, wire.UnreadableReply):
+            return False
+        return isinstance(data, dict) and str(data.get("status", "")).upper() == "UP"
+
+    async def check_credentials(self) -> None:
+        """Fetch a new token now; raises EfaxAuthError or EfaxTransientError."""
+        await self._tokens.force()
+
+    # -- outbound ----------------------------------------------------------------
+
+    async def send_fax(
+        self,
+        *,
+        user_id: str,
+        destinations: Sequence[Destination],
+        documents: Sequence[DocumentSource],
+        options: FaxOptions,
+        client_reference_id: str,
+        transaction_id: str,
+    ) -> list[SubmittedFax]:
+        """POST /faxes: one SubmittedFax per destination, in eFax's order.
+
+        Raises EfaxOutcomeUnknown when the fax may have been created without the
+        reply reaching us.  Exceptions raised by a DocumentSource propagate
+        unchanged: the body is then incomplete, so eFax cannot have processed it.
+        """
+        body = build_send_body(destinations, documents, options, client_reference_id)
+        headers = {"transaction-id": _header("transaction id", transaction_id, allow_empty=True)}
+        try:
+            response = await self._call(
+                "POST", "POST /faxes", "/faxes", user_id=user_id, body=body, headers=headers
+            )
+        except DocumentSizeMismatch as err:
+            raise EfaxPermanentError(
+                f"{err} The request was cut off, so eFax did not receive the fax.", status=0
+            ) from err
+        return self._read(
+            response,
+            "POST /faxes",
+            lambda body: wire.to_submitted(wire.load_json(body)),
+            sending_fax=True,
+        )
+
+    async def find_sent(self, *, user_id: str, client_reference_id: str) -> list[FaxSummary]:
+        """Sent faxes whose client_reference_id is exactly this one (all pages)."""
+        if not client_reference_id:
+            raise ValueError("client_reference_id must not be empty")
+        found = await self._all_pages(
+            "GET /faxes/sent",
+            "/faxes/sent",
+            user_id=user_id,
+            params={"search_text": client_reference_id},
+            page_size=MAX_PAGE_SIZE,
+        )
+        return [fax for fax in found if fax.client_reference_id == client_reference_id]
+
+    async def transmission_details(self, *, user_id: str, fax_id: str) -> FaxStatus:
+        """Live state of a sent fax (plural path; the singular one if that 404s)."""
+        fax_id = check_fax_id(fax_id)
+        first, second = self._details_suffixes
+        try:
+            response = await self._details(first, user_id, fax_id)
+        except EfaxNotFound:
+            response = await self._details(second, user_id, fax_id)
+            self._details_suffixes = (second, first)  # this server spells it that way
+        return self._read(
+            response,
+            "GET /faxes/{id}/transmission-details",
+            lambda body: wire.to_status(_fax_object(body), fax_id),
+        )
+
+    async def metadata(self, *, user_id: str, fax_id: str) -> FaxSummary:
+        """The final summary of one sent or received fax."""
+        fax_id = check_fax_id(fax_id)
+        route = "GET /faxes/{id}/metadata"
+        response = await self._call("GET", route, f"/faxes/{fax_id}/metadata", user_id=user_id)
+        return self._read(response, route, lambda body: wire.to_summary(_fax_object(body), fax_id))
+
+    async def cancel(self, *, user_id: str, fax_id: str) -> Literal["accepted", "conflict"]:
+        """Ask eFax to cancel; "accepted" is not "cancelled" (check metadata later)."""
+        fax_id = check_fax_id(fax_id)
+        route = "POST /faxes/{id}/cancel"
+        try:
+            await self._call("POST", route, f"/faxes/{fax_id}/cancel", user_id=user_id)
+        except EfaxConflict:
+            return "conflict"
+        return "accepted"
+
+    # -- inbound -----------------------------------------------------------------
+
+    async def list_received(
+        self,
+        *,
+        user_id: str,
+        image_downloaded: bool | None = False,
+        offset: int = 0,
+        limit: int = MAX_PAGE_SIZE,
+    ) -> list[FaxSummary]:
+        """One page of received faxes (pagination-offset/-limit request headers)."""
+        page, _ = await self._page(
+            "GET /faxes/received",
+            "/faxes/received",
+            user_id=user_id,
+            params=_downloaded_param(image_downloaded),
+            offset=offset,
+            limit=limit,
+        )
+        return page
+
+    async def iter_received(
+        self, *, user_id: str, image_downloaded: bool | None = False, page_size: int = 100
+    ) -> AsyncIterator[FaxSummary]:
+        """Every received fax matching the filter, each once.
+
+        All pages are read before the first fax is yielded, so marking or deleting
+        faxes while iterating cannot shift the offsets and skip some.
+        """
+        faxes = await self._all_pages(
+            "GET /faxes/received",
+            "/faxes/received",
+            user_id=user_id,
+            params=_downloaded_param(image_downloaded),
+            page_size=page_size,
+        )
+        for fax in faxes:
+            yield fax
+
+    async def fetch_image(self, *, user_id: str, fax_id: str, desired_format: str = "PDF") -> ReceivedImage:
+        """The fax image, decoded; ``format`` is sniffed from the bytes."""
+        fax_id = check_fax_id(fax_id)
+        wanted = desired_format.strip().upper()
+        if wanted not in IMAGE_FORMATS:
+            raise ValueError(f"desired_format must be PDF or TIFF, not {desired_format!r}")
+        route = "GET /faxes/{id}/image"
+        response = await self._call(
+            "GET",
+            route,
+            f"/faxes/{fax_id}/image",
+            user_id=user_id,
+            params={"desired_format": wanted},
+        )
+        return self._read(response, route, lambda body: wire.to_image(wire.load_json(body), fax_id))
+
+    async def mark_downloaded(self, *, user_id: str, fax_id: str, downloaded: bool = True) -> None:
+        """PATCH the fax's image_downloaded flag."""
+        fax_id = check_fax_id(fax_id)
+        await self._call(
+            "PATCH",
+            "PATCH /faxes/{id}/metadata",
+            f"/faxes/{fax_id}/metadata",
+            user_id=user_id,
+            json_body={"image_downloaded": downloaded},
+        )
+
+    async def delete_fax(self, *, user_id: str, fax_id: str) -> None:
+        """DELETE the fax; one that is already gone (404) counts as deleted."""
+        fax_id = check_fax_id(fax_id)
+        try:
+            await self._call("DELETE", "DELETE /faxes/{id}", f"/faxes/{fax_id}", user_id=user_id)
+        except EfaxNotFound:
+            log.debug("fax already gone", extra={"action": "efax.delete", "fax_id": fax_id})
+
+    # -- plumbing ----------------------------------------------------------------
+
+    async def _details(self, suffix: str, user_id: str, fax_id: str) -> httpx.Response:
+        route = f"GET /faxes/{{id}}/{suffix}"
+        return await self._call("GET", route, f"/faxes/{fax_id}/{suffix}", user_id=user_id)
+
+    async def _all_pages(
+        self, route: str, path: str, *, user_id: str, params: dict[str, str], page_size: int
+    ) -> list[FaxSummary]:
+        """Every page; stops on a short page or a page with nothing new."""
+        seen: set[str] = set()
+        faxes: list[FaxSummary] = []
+        offset = 0
+        while True:
+            page, raw_count = await self._page(
+                route, path, user_id=user_id, params=params, offset=offset, limit=page_size
+            )
+            fresh = [fax for fax in page if fax.fax_id not in seen]
+            if raw_count and not fresh:
+                log.warning(
+                    "eFax repeated a page; it seems to ignore pagination-offset",
+                    extra={"action": "efax.pagination", "route": route, "offset": offset},
+                )
+                break
+            for fax in fresh:
+                if fax.fax_id not in seen:
+                    seen.add(fax.fax_id)
+                    faxes.append(fax)
+            if raw_count < page_size:
+                return faxes
+            offset += raw_count
+        return faxes
+
+    async def _page(
+        self,
+        route: str,
+        path: str,
+        *,
+        user_id: str,
+        params: dict[str, str],
+        offset: int,
+        limit: int,
+    ) -> tuple[list[FaxSummary], int]:
+        """One list page: (usable faxes, number of items eFax returned)."""
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise ValueError(f"limit must be 1-{MAX_PAGE_SIZE}, not {limit}")
+        if offset < 0:
+            raise ValueError(f"offset must not be negative, not {offset}")
+        headers = {"pagination-offset": str(offset), "pagination-limit": str(limit)}
+        response = await self._call("GET", route, path, user_id=user_id, params=params, headers=headers)
+        items = self._read(response, route, lambda body: wire.fax_list(wire.load_json(body)))
+        faxes = []
+        for item in items:
+            try:
+                parsed = wire.read_model(wire.WireFax, item)
+                faxes.append(wire.to_summary(parsed, check_fax_id(parsed.fax_id or "")))
+            except (wire.UnreadableReply, EfaxPermanentError):
+                log.warning(
+                    "skipped a listed fax without a usable fax_id",
+                    extra={"action": "efax.list", "route": route},
+                )
+        return faxes, len(items)
+
+    async def _call(
+        self,
+        method: str,
+        route: str,
+        path: str,
+        *,
+        user_id: str,
+        params: dict[str, str] | None = None,
+        json_body: Any = None,
+        body: SendBody | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One authenticated call; renews the token and repeats once on 401."""
+        sending_fax = body is not None
+        base = {"user-id": _header("user id", user_id), **(headers or {})}
+        if body is not None:
+            base["Content-Type"] = "application/json"
+            base["Content-Length"] = str(body.content_length)
+        parts = path.split("/")
+        fax_id = parts[2] if len(parts) > 2 and len(parts[2]) == 36 else None
+        for attempt in (1, 2):
+            token = await self._tokens.get()
+            request = self._http.build_request(
+                method,
+                path,
+                params=params,
+                json=json_body,
+                content=body.stream() if body is not None else None,
+                headers={**base, "Authorization": f"Bearer {token}"},
+            )
+            response = await self._send(request, route, sending_fax=sending_fax, fax_id=fax_id)
+            if response.status_code == 401 and attempt == 1:
+                await self._tokens.renew(token)
+                continue
+            if not response.is_success:
+                raise status_error(response, route, sending_fax=sending_fax, redact=self._redact)
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send(
+        self,
+        request: httpx.Request,
+        route: str,
+        *,
+        sending_fax: bool = False,
+        fax_id: str | None = None,
+    ) -> httpx.Response:
+        """Send one request, count it, log it, and translate transport errors."""
+        self._calls[route] += 1
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            response = await self._http.send(request)
+            outcome = str(response.status_code)
+            return response
+        except httpx.RequestError as err:
+            outcome = type(err).__name__
+            raise transport_error(err, route, sending_fax=sending_fax) from err
+        finally:
+            elapsed = time.perf_counter() - started
+            if self.on_call is not None:
+                self.on_call(route, outcome, elapsed)
+            elapsed_ms = round(elapsed * 1000)
+            log.debug(
+                "eFax %s -> %s in %d ms",
+                route,
+                outcome,
+                elapsed_ms,
+                extra={
+                    "action": "efax.call",
+                    "route": route,
+                    "status": outcome,
+                    "duration_ms": elapsed_ms,
+                    "fax_id": fax_id,
+                },
+            )
+
+    async def _fetch_token(self) -> tuple[str, float]:
+        """POST /tokens with Basic auth; (access_token, lifetime in seconds)."""
+        request = self._http.build_request(
+            "POST",
+            "/tokens",
+            data={"grant_type": "client_credentials"},
+            headers={"Authorization": self._basic},
+        )
+        response = await self._send(request, "POST /tokens")
+        if not response.is_success:
+            raise token_error(response, redact=self._redact)
+        token = self._read(
+            response,
+            "POST /tokens",
+            lambda body: wire.read_model(wire.WireToken, wire.load_json(body)),
+        )
+        if not token.access_token:
+            raise EfaxTransientError("eFax's token reply carried no access token.")
+        lifetime = token.expires_in
+        if lifetime is None or lifetime <= 0:
+            lifetime = int(DEFAULT_TOKEN_LIFETIME_S)
+        return token.access_token, float(lifetime)
+
+    def _read(
+        self,
+        response: httpx.Response,
+        route: str,
+        parse: Callable[[bytes], T],
+        *,
+        sending_fax: bool = False,
+    ) -> T:
+        """Parse a 2xx body; an unreadable one is transient (or unknown, for a send)."""
+        try:
+            return parse(response.content)
+        except wire.UnreadableReply as err:
+            if sending_fax:
+                raise EfaxOutcomeUnknown(
+                    f"eFax accepted the fax ({response.status_code}) but its reply could not "
+                    f"be read ({err}). Look it up with find_sent before sending it again."
+                ) from err
+            raise EfaxTransientError(f"eFax's reply to {route} could not be read ({err}).") from err
+
+    def _redact(self, text: str) -> str:
+        """Remove our key and token, and anything shaped like a credential."""
+        token = self._tokens.current
+        for secret in (*self._secrets, *((token,) if token else ())):
+            text = text.replace(secret, "[redacted]")
+        return _CREDENTIAL_SHAPES.sub("[redacted]", text)
+
+
+def _header(name: str, value: str, *, allow_empty: bool = False) -> str:
+    """A caller-supplied header value, refused if it cannot travel in HTTP."""
+    if (not value and not allow_empty) or not (value.isascii() and value.isprintable()):
+        raise EfaxPermanentError(
+            f"The {name} is empty or has characters that cannot go in an HTTP header; "
+            "nothing was sent to eFax.",
+            status=0,
+        )
+    return value
+
+
+def _fax_object(body: bytes) -> wire.WireFax:
+    return wire.read_model(wire.WireFax, wire.load_json(body))
+
+
+def _downloaded_param(image_downloaded: bool | None) -> dict[str, str]:
+    return {} if image_downloaded is None else {"image_downloaded": str(image_downloaded).lower()}
