@@ -12,7 +12,8 @@ finds instead of sending again.
 
 Failures: transient errors (network, 5xx, 429) are retried with exponential backoff and
 jitter (``dispatch.backoff_*``) until ``dispatch.lifetime_s``; permanent ones (4xx,
-refused credentials) fail the job at once with eFax's reason kept.
+refused credentials) fail the job at once with eFax's reason kept. A failed job queues
+a ``report`` job ``<job id>:not-sent`` in the same transaction: the sender is told.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from gateway.efax.errors import (
 from gateway.efax.models import Destination, DocumentSource, FaxOptions
 from gateway.logs import event
 from gateway.settings import Mailbox
-from gateway.store.base import Job, JobKind, JobState, Store, StoredMessage
+from gateway.store.base import Job, JobKind, JobState, NewJob, Store, StoredMessage
 from gateway.workers.base import Worker
 
 log = logging.getLogger(__name__)
@@ -85,14 +86,24 @@ class Dispatcher(Worker):
         now = self.clock()
         message = await self.store.message(job.ref)
         if message is None:
-            await self._fail(job, "the stored mail is missing")
+            await self._fail(job, "the stored mail is missing", report=False)
             return
         if self.policy.expired(created_at=message.received_at, now=now):
             await self._fail(job, f"eFax could not be reached in time: {job.last_error or 'no reply'}")
             return
-        try:
-            if message.submit_state == "submitting" and await self._reconcile(job, message):
+        if message.submit_state == "submitting":
+            # An earlier attempt's outcome is unknown: look before sending again. If even
+            # the look fails, stay "submitting" and try later; never send blind.
+            try:
+                if await self._reconcile(job, message):
+                    return
+            except EfaxTransientError as err:
+                await self._retry(job, err, reason="could not check whether eFax already has it")
                 return
+            except EfaxPermanentError as err:
+                await self._fail(job, f"could not check whether eFax already has it: {err}")
+                return
+        try:
             await self.store.set_submit_state(message.id, "submitting", now=now)
             faxes = await self.efax.send_fax(
                 user_id=message.mailbox_user_id,
@@ -160,8 +171,12 @@ class Dispatcher(Worker):
             extra=event("deferred", job=job.ref, attempt=job.attempts, error=str(err)),
         )
 
-    async def _fail(self, job: Job, reason: str) -> None:
+    async def _fail(self, job: Job, reason: str, *, report: bool = True) -> None:
+        """Fail the job and, in the same transaction, queue the sender's failure report."""
         now = self.clock()
-        await self.store.finish(job, owner=self.owner, now=now, state=JobState.FAILED, error=reason)
+        follow = [NewJob(JobKind.REPORT, f"{job.ref}:not-sent", {"reason": reason})] if report else []
+        await self.store.finish_and_enqueue(
+            job, owner=self.owner, now=now, state=JobState.FAILED, error=reason, enqueue=follow
+        )
         await self.store.add_event("failed", now=now, message_id=job.ref, detail=reason)
         log.warning("fax not sent: %s", reason, extra=event("failed", job=job.ref))

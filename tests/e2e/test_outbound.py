@@ -145,3 +145,16 @@ async def test_permanent_refusal_fails_the_job_with_the_reason(
     job = await gateway.store.find_job("dispatch", result.job_id)  # type: ignore[arg-type]
     assert job is not None and job.last_error
     assert len(await requests_to(simulator, "POST", "/faxes")()) == 1
+
+
+async def test_failed_lookup_after_unknown_outcome_never_sends_blind(
+    gateway: Gateway, simulator: RunningSimulator
+) -> None:
+    """drop_after creates the fax but loses the reply; the look-up then fails twice."""
+    await sim_post(simulator, "/_sim/faults", {"method": "POST", "path": "/faxes", "kind": "drop_after", "count": 1})
+    await sim_post(simulator, "/_sim/faults", {"method": "GET", "path": "/faxes/sent", "kind": "status", "status": 503, "count": 2})
+    result = await smtp_send(gateway.smtp_port, pdf_mail())
+    await wait_until(lambda: _dispatch_state(gateway, result.job_id, "done"), timeout=10)
+    assert len(await sim_get(simulator, "/_sim/faxes")) == 1
+    assert len(await requests_to(simulator, "POST", "/faxes")()) == 1
+    assert [r["status"] for r in await requests_to(simulator, "GET", "/faxes/sent")()][:3] == [503, 503, 200]
