@@ -1,0 +1,355 @@
+"""documents: a parsed mail becomes the fax documents the sender meant (pure core).
+
+Consumes: the raw mail (``parse_message``) or a parsed ``EmailMessage``, and
+``ExtractionLimits`` (a value; the settings root builds it).
+Produces: ``Extraction``: the documents in the order they were attached, each
+``PDF`` or ``TXT`` with its page count; what was left out and why; the subject
+without its ``[options]``; the trimmed text; and whether that text is the fax.
+Fails with ``DocumentError`` (see document_errors) whose ``str`` is one sentence
+for the sender; the SMTP handler answers ``554 5.6.0 <sentence>`` at DATA.
+
+What becomes pages (the MIME rules are in mimetree):
+  * the type is read from the bytes (filetypes), never from the name or the header;
+  * PDF: checked with pypdf (pdfs); encrypted or damaged PDFs are refused;
+  * TIFF, JPEG, PNG, GIF, BMP, WebP: converted to PDF (images);
+  * text and HTML files: TXT documents (HTML as its visible text);
+  * DOC/DOCX/XLS/XLSX/PPT/PPTX/ODT/ODS/ODP/RTF: LibreOffice when
+    ``office_converter`` is set (office), else refused;
+  * winmail.dat: unpacked (tnef), its files treated like any other;
+  * an attached mail: its text as a TXT document, then its attachments;
+  * zip, programs, calendar invitations, ...: left out (``LeftOut``); a mail whose
+    attachments are all left out is refused (``NothingToFax``);
+  * no attachments at all: the trimmed text is the fax (one TXT document).
+A message/partial piece raises ``SplitMessage``; reassemble it first (partial).
+
+Bounds (``ExtractionLimits``, all with defaults): documents per fax, pages per fax
+(a 10,000-page PDF is refused from its page-tree count), pixels per image frame,
+frames per TIFF, seconds per conversion. Only office conversion leaves the process
+(a child process, killed at the time limit); everything else is in-process and
+bounded by those checks. Call it off the event loop (``asyncio.to_thread``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Literal
+
+from gateway.core import filetypes
+from gateway.core.document_errors import (
+    DocumentError,
+    DocumentRefused,
+    NothingToFax,
+    SplitMessage,
+    TooManyDocuments,
+    TooManyPages,
+)
+from gateway.core.images import image_to_pdf
+from gateway.core.mailtext import (
+    clean_text,
+    decode_text,
+    html_to_text,
+    parse_subject,
+    text_pages,
+    trim_body,
+)
+from gateway.core.mimetree import (
+    Embedded,
+    Item,
+    Part,
+    Skipped,
+    clean_filename,
+    content_type,
+    header_text,
+    walk_message,
+)
+from gateway.core.office import find_office_converter, office_to_pdf
+from gateway.core.partial import partial_key, reassemble_partials
+from gateway.core.pdfs import count_pdf_pages
+from gateway.core.tnef import TnefError, unpack_tnef
+
+__all__ = [
+    "DocumentError",
+    "DocumentRefused",
+    "Extraction",
+    "ExtractionLimits",
+    "FaxDocument",
+    "LeftOut",
+    "NothingToFax",
+    "SplitMessage",
+    "SubjectOptions",
+    "TooManyDocuments",
+    "TooManyPages",
+    "extract_documents",
+    "find_office_converter",
+    "parse_message",
+    "partial_key",
+    "reassemble_partials",
+]
+
+_MAX_NESTING = 5  # attached mails and winmail.dat inside each other
+# Not "an attachment the sender meant": a vCard is left out quietly, winmail.dat is a wrapper.
+_NOT_COUNTED = frozenset({"vcard", "tnef"})
+
+
+@dataclass(frozen=True)
+class FaxDocument:
+    """One document of the fax, in the order it was attached."""
+
+    filename: str  # decoded display name ("scan 1.pdf"), "message.txt" for the mail's text
+    document_type: Literal["PDF", "TXT"]  # the only confirmed eFax tokens; all else becomes PDF
+    content: bytes  # PDF bytes, or UTF-8 text for TXT
+    pages: int  # known before submission (pypdf, frames, or 60 lines a page for text)
+    detected: str  # what the bytes were: "pdf", "tiff", "jpeg", "text", "html", "docx", "message"...
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """An attachment not faxed, for the report: "a zip archive, which cannot be faxed"."""
+
+    filename: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SubjectOptions:
+    cover: bool | None = None  # [cover] -> True, [nocover] -> False, neither -> None
+    resolution: Literal["FINE", "STANDARD"] | None = None  # [fine] / [standard]
+
+
+@dataclass(frozen=True)
+class Extraction:
+    documents: tuple[FaxDocument, ...]  # never empty
+    left_out: tuple[LeftOut, ...]
+    subject: str  # without the [options], whitespace tidied
+    body_text: str  # trimmed text (no signature, no quoted reply); "" if none
+    options: SubjectOptions
+    body_is_document: bool  # no attachments: the text is the fax (documents[0], "message.txt")
+
+    @property
+    def pages(self) -> int:
+        return sum(document.pages for document in self.documents)
+
+
+@dataclass(frozen=True)
+class ExtractionLimits:
+    max_documents: int = 25  # documents per fax (eFax takes up to 25)
+    max_pages: int = 500  # pages per fax, all documents together
+    max_image_pixels: int = 60_000_000  # per image frame; decompression bombs are refused
+    max_tiff_frames: int = 500  # frames per TIFF
+    conversion_timeout_s: float = 60.0  # per image or office conversion
+    office_converter: str | None = None  # path to soffice; None: office files are refused
+
+
+def parse_message(raw: bytes) -> EmailMessage:
+    """The mail parsed with ``policy.default``; defects are tolerated, it never raises."""
+    parser = BytesParser(_class=EmailMessage, policy=policy.default)
+    try:
+        return parser.parsebytes(raw)
+    except Exception:  # e.g. RecursionError on absurd nesting: keep the headers at least
+        try:
+            return parser.parsebytes(raw, headersonly=True)
+        except Exception:
+            return EmailMessage(policy=policy.default)
+
+
+def extract_documents(message: EmailMessage, limits: ExtractionLimits = ExtractionLimits()) -> Extraction:
+    """The fax documents in ``message``; raises DocumentError with a sentence otherwise."""
+    if content_type(message) == "message/partial":
+        raise SplitMessage(
+            "This mail is one piece of a message split into several parts; "
+            "it can be faxed only once all the pieces have arrived."
+        )
+    subject, cover, resolution = parse_subject(header_text(message, "Subject"))
+    options = SubjectOptions(cover=cover, resolution=resolution)
+    contents = walk_message(message)
+    collector = _Collector(limits)
+    for item in contents.items:
+        collector.add(item, 0)
+    texts = [html_to_text(t.text) if t.is_html else t.text for t in contents.body]
+    body_text = trim_body("\n".join(texts))
+    documents = tuple(collector.documents)
+    if collector.attachments:
+        if not documents:
+            raise NothingToFax(_nothing_sentence(collector, limits))
+        return Extraction(
+            documents, tuple(collector.left_out), subject, body_text, options, body_is_document=False
+        )
+    if not body_text:
+        raise NothingToFax(_nothing_sentence(collector, limits))
+    pages = text_pages(body_text)
+    if pages > limits.max_pages:
+        raise TooManyPages(
+            f"The text of the mail fills {pages} pages; one fax may have at most {limits.max_pages} pages."
+        )
+    only_html = bool(contents.body) and all(t.is_html for t in contents.body)
+    document = FaxDocument(
+        "message.txt", "TXT", body_text.encode("utf-8"), pages, "html" if only_html else "text"
+    )
+    return Extraction(
+        (document,), tuple(collector.left_out), subject, body_text, options, body_is_document=True
+    )
+
+
+@dataclass
+class _Collector:
+    """Turns attachment items into documents in order, keeping the running limits."""
+
+    limits: ExtractionLimits
+    documents: list[FaxDocument] = field(default_factory=list)
+    left_out: list[LeftOut] = field(default_factory=list)
+    found: list[str] = field(default_factory=list)  # "name" (what it is), for NothingToFax
+    attachments: int = 0  # items the sender meant as attachments (not incidental)
+    unnamed: int = 0
+
+    @property
+    def pages_left(self) -> int:
+        return self.limits.max_pages - sum(d.pages for d in self.documents)
+
+    def add(self, item: Item, nesting: int) -> None:
+        if isinstance(item, Skipped):
+            self.attachments += 1
+            self._leave_out(item.filename, item.reason, item.reason)
+        elif isinstance(item, Embedded):
+            self._embedded(item, nesting)
+        else:
+            self._part(item, nesting)
+
+    def _part(self, part: Part, nesting: int) -> None:
+        kind = filetypes.detect(part.data)
+        name = part.filename or self._unnamed(kind)
+        if kind not in _NOT_COUNTED:
+            self.attachments += 1
+        if kind == "pdf":
+            self._check_room(name)
+            pages = count_pdf_pages(part.data, name, self.pages_left, self.limits.max_pages)
+            self._document(FaxDocument(name, "PDF", part.data, pages, kind))
+        elif kind in filetypes.IMAGE_KINDS:
+            self._check_room(name)
+            pdf, pages = image_to_pdf(
+                part.data,
+                kind,
+                name,
+                max_pixels=self.limits.max_image_pixels,
+                max_frames=self.limits.max_tiff_frames,
+                pages_left=self.pages_left,
+                max_pages=self.limits.max_pages,
+                timeout_s=self.limits.conversion_timeout_s,
+            )
+            self._document(FaxDocument(name, "PDF", pdf, pages, kind))
+        elif kind in filetypes.TEXT_KINDS:
+            text = decode_text(part.data, part.charset)
+            text = html_to_text(text) if kind == "html" else clean_text(text).strip("\n")
+            if not text.strip():
+                self._leave_out(name, "an empty text file", "an empty text file")
+                return
+            self._text_document(name, text, kind)
+        elif kind in filetypes.OFFICE_KINDS:
+            self._check_room(name)
+            pdf = office_to_pdf(
+                part.data, kind, name, self.limits.office_converter, self.limits.conversion_timeout_s
+            )
+            pages = count_pdf_pages(pdf, name, self.pages_left, self.limits.max_pages)
+            self._document(FaxDocument(name, "PDF", pdf, pages, kind))
+        elif kind == "tnef":
+            self._tnef(part, name, nesting)
+        else:
+            self._leave_out(name, filetypes.left_out_reason(kind), filetypes.describe(kind))
+
+    def _tnef(self, part: Part, name: str, nesting: int) -> None:
+        if nesting >= _MAX_NESTING:
+            self.attachments += 1
+            self._leave_out(
+                name,
+                "an Outlook attachment package nested too deeply to read",
+                "an Outlook attachment package",
+            )
+            return
+        try:
+            contents = unpack_tnef(part.data)
+        except TnefError as err:
+            raise DocumentRefused(
+                f'The Outlook attachment package "{name}" is damaged and cannot be unpacked; '
+                "send the files again as ordinary attachments."
+            ) from err
+        for filename, data in contents.files:
+            self._part(Part(clean_filename(filename), data, None, "application/octet-stream"), nesting + 1)
+        if contents.items_without_data:
+            self.attachments += 1
+            self._leave_out(
+                name, "an Outlook item inside winmail.dat, which cannot be faxed", "an Outlook item"
+            )
+
+    def _embedded(self, item: Embedded, nesting: int) -> None:
+        self.attachments += 1
+        inner = item.message
+        subject = header_text(inner, "Subject")
+        title = (subject or "attached message").replace("/", "-").replace("\\", "-")
+        name = item.filename or clean_filename(f"{title}.eml") or "attached message.eml"
+        if nesting >= _MAX_NESTING:
+            self._leave_out(name, "an attached mail nested too deeply to read", "an attached mail")
+            return
+        contents = walk_message(inner)
+        texts = [html_to_text(t.text) if t.is_html else t.text for t in contents.body]
+        body = "\n".join(texts).strip()
+        if body:
+            heading = [
+                f"{label}: {value}"
+                for label in ("From", "Date", "To", "Subject")
+                if (value := header_text(inner, label))
+            ]
+            self._text_document(name, "\n".join([*heading, "", body]), "message")
+        elif not contents.items:
+            self._leave_out(name, "an attached mail without text or attachments", "an empty mail")
+        for child in contents.items:
+            self.add(child, nesting + 1)
+
+    def _text_document(self, name: str, text: str, detected: str) -> None:
+        self._check_room(name)
+        text = clean_text(text)
+        pages = text_pages(text)
+        if pages > self.pages_left:
+            raise TooManyPages(
+                f'The text "{name}" fills {pages} pages; with the other documents that is '
+                f"more than the {self.limits.max_pages} pages one fax may have."
+            )
+        self._document(FaxDocument(name, "TXT", text.encode("utf-8"), pages, detected))
+
+    def _check_room(self, name: str) -> None:
+        if len(self.documents) >= self.limits.max_documents:
+            raise TooManyDocuments(
+                f"The mail has more than {self.limits.max_documents} documents to fax "
+                f'("{name}" is one too many); one fax may carry at most '
+                f"{self.limits.max_documents}, so send them in several mails."
+            )
+
+    def _document(self, document: FaxDocument) -> None:
+        self._check_room(document.filename)
+        self.documents.append(document)
+
+    def _leave_out(self, name: str | None, reason: str, short: str) -> None:
+        self.left_out.append(LeftOut(name or "unnamed part", reason))
+        self.found.append(f'"{name}" ({short})' if name else short)
+
+    def _unnamed(self, kind: str) -> str:
+        self.unnamed += 1
+        return f"attachment {self.unnamed}.{filetypes.EXTENSIONS.get(kind, 'bin')}"
+
+
+def _nothing_sentence(collector: _Collector, limits: ExtractionLimits) -> str:
+    accepted = "a PDF, an image (TIFF, JPEG, PNG, GIF, BMP, WebP) or a text file"
+    if limits.office_converter:
+        accepted = (
+            "a PDF, an image (TIFF, JPEG, PNG, GIF, BMP, WebP), a text file or an office document "
+            "(Word, Excel, PowerPoint, OpenDocument, RTF)"
+        )
+    if not collector.found:
+        return (
+            f"The mail has no text and no attachment to fax; write the text in the mail or attach {accepted}."
+        )
+    found = collector.found[:3]
+    more = len(collector.found) - len(found)
+    listed = ", ".join(found) + (f" and {more} more" if more else "")
+    return f"Nothing in this mail can be faxed: it holds {listed}; attach {accepted}."
