@@ -1,0 +1,232 @@
+"""Reporter: mails the sender what became of their fax.
+
+Consumes: ``report`` jobs. Ref ``<job id>``: every fax of the mail is final (written by
+the tracker with the last one); ``<job id>:unconfirmed``: a fax is still not final after
+``tracking.unconfirmed_after_s``; ``<job id>:not-sent``: the dispatcher gave up (payload
+``reason``). Produces: one mail per job, worded by ``gateway.core.notices``, sent through
+the relay or written to the Maildir (``gateway.mail``), and a ``report sent`` event.
+
+- Envelope sender ``<>``, ``Auto-Submitted: auto-replied``, threaded under the
+  original mail. Recipient: the stored ``report_to`` only when
+  ``notices.report_recipient`` allows it (never ``<>``, MAILER-DAEMON, or an address
+  outside the mailbox's senders, except a trusted scanner session's Reply-To).
+- ``Mailbox.reports``: "failures" skips the report of a mail delivered everywhere.
+- Settings: ``timezone`` (times in the report), ``relay.from_address`` (From:).
+- Failures: the relay down or answering 4xx defers the job with backoff
+  (``dispatch.backoff_initial_s`` doubling to ``dispatch.backoff_max_s``) until
+  ``dispatch.lifetime_s``, then it is dropped with a log line; the outage is logged
+  once. A 5xx fails the job at once with one log line. A report that cannot be
+  delivered is never itself reported on.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import logging
+import random
+from typing import Any
+
+from gateway.core import notices
+from gateway.core.retry import RetryPolicy
+from gateway.core.tracking import FaxStatus, is_final
+from gateway.logs import event, mask_address
+from gateway.mail.relay import MailPermanent, MailSender, MailTransient
+from gateway.metrics import Metrics
+from gateway.settings import Mailbox, Settings
+from gateway.store.base import Event, FaxRecord, Job, JobKind, JobState, Store, StoredMessage
+from gateway.workers.base import Worker
+
+log = logging.getLogger(__name__)
+
+UNCONFIRMED, NOT_SENT = "unconfirmed", "not-sent"
+
+
+def build_report(
+    kind: notices.ReportKind,
+    message: StoredMessage,
+    faxes: list[FaxRecord],
+    events: list[Event],
+    *,
+    payload: dict[str, Any],
+    settings: Settings,
+) -> notices.Report:
+    """The report's values from what the store holds about the mail."""
+    submitted = {e.fax_id: e.at for e in events if e.action == "submitted" and e.fax_id}
+    recipients = list(message.recipients)
+    matches = notices.match_destinations([r.number for r in recipients], [f.destination for f in faxes])
+    outcomes = []
+    for fax, index in zip(faxes, matches, strict=True):
+        recipient = recipients[index] if index is not None else None
+        d = fax.detail
+        try:
+            status = FaxStatus(fax.status)
+        except ValueError:
+            status = FaxStatus.SUBMITTED
+        outcomes.append(
+            notices.Outcome(
+                number=recipient.pretty if recipient else fax.destination,
+                name=recipient.name if recipient else None,
+                status=status,
+                fax_id=fax.fax_id,
+                error_code=d.get("error_code"),
+                error_message=d.get("error_message"),
+                pages=d.get("pages"),
+                duration_s=d.get("duration_s"),
+                attempts=d.get("attempts"),
+                submitted_at=submitted.get(fax.fax_id),
+                finished_at=d.get("completed_at") or (fax.updated_at if status.final else None),
+                retrying=bool(d.get("retrying")),
+            )
+        )
+    if kind == "not_sent":  # nothing reached eFax
+        outcomes = []
+    options = message.options
+    tracking = settings.tracking
+    started = min(submitted.values(), default=None)
+    return notices.Report(
+        kind=kind,
+        job_id=message.id,
+        subject=message.subject,
+        original_message_id=message.message_id,
+        accepted_at=message.received_at,
+        outcomes=tuple(outcomes),
+        documents=tuple(notices.Document(d.filename, d.detected, d.pages) for d in message.documents),
+        left_out=tuple(
+            notices.LeftOut(str(x.get("filename", "")), str(x.get("reason", "")))
+            for x in options.get("left_out", [])
+        ),
+        not_sent_reason=payload.get("reason"),
+        intended=tuple(f"{r.pretty} ({r.name})" if r.name else r.pretty for r in recipients),
+        maybe_sent=message.submit_state == "submitting",
+        tracked_until=started + tracking.give_up_after_s if started is not None else None,
+        gave_up_after_s=tracking.give_up_after_s,
+    )
+
+
+class Reporter(Worker):
+    kind = JobKind.REPORT
+
+    def __init__(
+        self,
+        store: Store,
+        sender: MailSender,
+        settings: Settings,
+        *,
+        policy: RetryPolicy,
+        metrics: Metrics | None = None,
+        rng: random.Random | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(store, **kwargs)
+        self.sender = sender
+        self.settings = settings
+        self.policy = policy
+        self.metrics = metrics
+        self.rng = rng or random.Random()
+        self._relay_down = False
+
+    def _mailbox(self, user_id: str) -> Mailbox | None:
+        return next((m for m in self.settings.mailboxes if m.user_id == user_id), None)
+
+    async def handle(self, job: Job) -> None:
+        message_id, _, variant = job.ref.partition(":")
+        message = await self.store.message(message_id)
+        if message is None:
+            await self._close(job, JobState.FAILED, "the mail is no longer in the store", None)
+            return
+        faxes = await self.store.faxes(message.id)
+        kind: notices.ReportKind = (
+            "unconfirmed" if variant == UNCONFIRMED else "not_sent" if variant == NOT_SENT else "final"
+        )
+        unfinished = [f for f in faxes if not is_final(f.status)]
+        if kind == "final" and (unfinished or not faxes):
+            # Only the tracker's last write enqueues this; be safe if anything else did.
+            await self._retry(job, message, "faxes still being tracked")
+            return
+        if kind == "unconfirmed" and not unfinished:
+            await self._close(job, JobState.DONE, "every fax is final: the final report says it", message)
+            return
+        events = await self.store.events(message.id)
+        report = build_report(kind, message, faxes, events, payload=job.payload, settings=self.settings)
+        mailbox = self._mailbox(message.mailbox_user_id)
+        if mailbox is not None and not notices.wanted(report, mailbox.reports):
+            await self._close(
+                job, JobState.DONE, "not wanted: the mailbox gets failure reports only", message
+            )
+            return
+        to, why = notices.report_recipient(
+            message.report_to,
+            header_from=message.header_from,
+            trusted=message.auth.startswith("trusted "),
+            senders=mailbox.senders if mailbox is not None else None,
+        )
+        if to is None:
+            await self._close(job, JobState.DONE, f"no report sent: {why}", message)
+            return
+        now = self.clock()
+        mail = notices.compose(
+            report,
+            to=to,
+            from_address=self.settings.relay.from_address,
+            zone=self.settings.zone,
+            now=now,
+            message_id=notices.report_message_id(job.ref, self.settings.relay.from_address),
+        )
+        try:
+            data = mail.as_bytes(policy=email.policy.SMTP)
+            await self.sender.deliver(data, sender="", recipients=[to])
+        except (MailTransient, OSError) as err:
+            await self._relay_trouble(job, message, err)
+            return
+        except MailPermanent as err:
+            await self._close(job, JobState.FAILED, f"the relay refused the report: {err}", message)
+            log.warning(
+                "report refused by the relay; dropped: %s",
+                err,
+                extra=event("report refused", job=message.id, to=mask_address(to)),
+            )
+            return
+        if self._relay_down:
+            self._relay_down = False
+            log.info("mail out works again", extra=event("relay recovered"))
+        await self.store.finish(job, owner=self.owner, now=self.clock(), state=JobState.DONE)
+        await self.store.add_event(
+            "report sent",
+            now=self.clock(),
+            message_id=message.id,
+            detail=f"{notices.headline(report)} to {to}",
+        )
+        if self.metrics is not None:
+            self.metrics.reports_sent.inc()
+        log.info(
+            "report sent: %s",
+            notices.headline(report),
+            extra=event("report sent", job=message.id, report=job.ref, to=mask_address(to)),
+        )
+
+    async def _close(self, job: Job, state: JobState, why: str, message: StoredMessage | None) -> None:
+        now = self.clock()
+        await self.store.finish(job, owner=self.owner, now=now, state=state, error=why)
+        if message is not None:
+            await self.store.add_event("report not sent", now=now, message_id=message.id, detail=why)
+        if state is JobState.DONE:
+            log.info("no report: %s", why, extra=event("report skipped", report=job.ref))
+
+    async def _relay_trouble(self, job: Job, message: StoredMessage, err: Exception) -> None:
+        if not self._relay_down:
+            self._relay_down = True
+            log.warning(
+                "cannot send mail out: %s; reports wait and are retried", err, extra=event("relay failing")
+            )
+        await self._retry(job, message, str(err))
+
+    async def _retry(self, job: Job, message: StoredMessage, why: str) -> None:
+        now = self.clock()
+        if self.policy.expired(created_at=job.created_at, now=now):
+            await self._close(job, JobState.FAILED, f"gave up after retrying: {why}", message)
+            log.warning(
+                "report dropped after retrying: %s", why, extra=event("report expired", report=job.ref)
+            )
+            return
+        delay = self.policy.delay(job.attempts, rng=self.rng)
+        await self.store.defer(job, owner=self.owner, now=now, run_after=now + delay, error=why)

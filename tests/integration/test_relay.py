@@ -1,0 +1,140 @@
+"""Mail out against real SMTP servers on loopback: null sender, STARTTLS required, AUTH, 4xx/5xx."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import trustme
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from gateway.mail.relay import MailPermanent, MailTransient, RelaySender
+from gateway.settings import RelaySettings
+from tests.sink import SmtpSink
+
+MESSAGE = b"From: fax-gateway@fax.local\r\nTo: alice@example.com\r\nSubject: Fax delivered: x\r\n\r\nhi\r\n"
+PASSWORD = "relay-secret-pw"
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[SmtpSink]:
+    relay = await SmtpSink().start()
+    yield relay
+    await relay.stop()
+
+
+def plain(sink: SmtpSink, **extra: Any) -> RelaySender:
+    return RelaySender(RelaySettings(host=sink.host, port=sink.port, tls="none", timeout_s=5, **extra))
+
+
+async def test_null_envelope_sender(sink: SmtpSink) -> None:
+    await plain(sink).deliver(MESSAGE, sender="", recipients=["alice@example.com"])
+    [got] = sink.messages
+    assert got.mail_from == "<>" and got.rcpt_tos == ["alice@example.com"]
+
+
+async def test_4xx_is_transient_and_5xx_permanent(sink: SmtpSink) -> None:
+    sink.fail_data = "451 4.3.0 try later"
+    with pytest.raises(MailTransient, match="451"):
+        await plain(sink).deliver(MESSAGE, sender="", recipients=["alice@example.com"])
+    sink.fail_data = "554 5.6.0 content refused"
+    with pytest.raises(MailPermanent, match="554"):
+        await plain(sink).deliver(MESSAGE, sender="", recipients=["alice@example.com"])
+    sink.fail_data = None
+    sink.fail_rcpt["alice@example.com"] = "550 5.1.1 unknown user"
+    with pytest.raises(MailPermanent, match=r"550 5\.1\.1"):
+        await plain(sink).deliver(MESSAGE, sender="", recipients=["alice@example.com"])
+    assert sink.messages == []
+
+
+async def test_a_relay_that_is_down_is_transient(sink: SmtpSink) -> None:
+    await sink.stop()
+    with pytest.raises(MailTransient, match="cannot be reached"):
+        await plain(sink).deliver(MESSAGE, sender="", recipients=["alice@example.com"])
+
+
+async def test_starttls_is_required_not_if_offered(sink: SmtpSink) -> None:
+    sender = RelaySender(RelaySettings(host=sink.host, port=sink.port, tls="starttls", timeout_s=5))
+    with pytest.raises(MailTransient):
+        await sender.deliver(MESSAGE, sender="", recipients=["alice@example.com"])
+    assert sink.messages == []  # nothing went out in clear
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.envelopes: list[tuple[str, bool, Any]] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.envelopes.append((envelope.mail_from or "", session.ssl is not None, session.auth_data))
+        return "250 2.0.0 stored"
+
+
+def _authenticate(
+    server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+) -> AuthResult:
+    ok = isinstance(data, LoginPassword) and data.login == b"gateway" and data.password == PASSWORD.encode()
+    return AuthResult(success=ok, handled=False, auth_data="gateway" if ok else None)
+
+
+@pytest.fixture
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+async def tls_relay(ca: trustme.CA) -> AsyncIterator[tuple[int, _Recorder]]:
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    recorder = _Recorder()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(
+            recorder,
+            hostname="relay.test",
+            tls_context=server_ctx,
+            require_starttls=True,
+            authenticator=_authenticate,
+            auth_require_tls=True,
+            auth_required=True,
+            loop=loop,
+        ),
+        host="127.0.0.1",
+        port=0,
+    )
+    yield int(server.sockets[0].getsockname()[1]), recorder
+    server.close()
+    await server.wait_closed()
+
+
+def _client_ctx(ca: trustme.CA) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    return ctx
+
+
+async def test_starttls_then_auth(tls_relay: tuple[int, _Recorder], ca: trustme.CA) -> None:
+    port, recorder = tls_relay
+    settings = RelaySettings(
+        host="127.0.0.1", port=port, tls="starttls", username="gateway", password=PASSWORD, timeout_s=5
+    )
+    await RelaySender(settings, tls_context=_client_ctx(ca)).deliver(
+        MESSAGE, sender="", recipients=["alice@example.com"]
+    )
+    assert recorder.envelopes == [("<>", True, "gateway")]
+
+
+async def test_a_refused_login_is_transient_and_keeps_the_password_secret(
+    tls_relay: tuple[int, _Recorder], ca: trustme.CA
+) -> None:
+    port, recorder = tls_relay
+    settings = RelaySettings(
+        host="127.0.0.1", port=port, tls="starttls", username="gateway", password="wrong-pw-x", timeout_s=5
+    )
+    with pytest.raises(MailTransient, match=r"relay\.username") as info:
+        await RelaySender(settings, tls_context=_client_ctx(ca)).deliver(
+            MESSAGE, sender="", recipients=["alice@example.com"]
+        )
+    assert "wrong-pw-x" not in str(info.value) and recorder.envelopes == []
