@@ -87,7 +87,7 @@ async def start_http(gateway: Gateway) -> HttpServer:
     config = uvicorn.Config(create_app(gateway), log_level="warning", access_log=False, lifespan="off")
     server = QuietServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
-    while not server.started and not task.done():
+    while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn offers no event
         await asyncio.sleep(0.01)
     actual = sock.getsockname()[1]
     return HttpServer(server=server, task=task, base_url=f"http://{host}:{actual}", sock=sock)

@@ -1,0 +1,91 @@
+"""``/readyz`` and ``/metrics``: what a load balancer and Prometheus ask the gateway.
+
+Ready means all three hold (503 with the failing check named otherwise):
+
+- ``store``: a write commits (``store.touch``: one row rewritten, fsynced);
+- ``efax``: eFax's ``GET /health`` says UP within ``EFAX_PROBE_S`` (3 s);
+- ``polls``: every polled mailbox was read successfully within the last three
+  ``inbound.poll_interval_s`` (counted from start-up until its first success).
+
+``/metrics`` refreshes the store-derived gauges (jobs by kind and state, poll lag)
+and returns the registry in Prometheus text format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gateway.workers.receive import Poller
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+EFAX_PROBE_S = 3.0
+STALE_POLLS = 3  # intervals
+
+
+def _poller(gateway: Gateway) -> Poller | None:
+    return next((w for w in gateway.workers if isinstance(w, Poller)), None)
+
+
+async def last_polls(gateway: Gateway) -> dict[str, float]:
+    """Each polled mailbox's last successful read (or the poller's start)."""
+    poller = _poller(gateway)
+    if poller is None or gateway.store is None:
+        return {}
+    records = {p.user_id: p for p in await gateway.store.polls()}
+    out = {}
+    for mailbox in poller.mailboxes:
+        record = records.get(mailbox.user_id)
+        ok_at = record.last_ok_at if record is not None else None
+        out[mailbox.user_id] = ok_at if ok_at is not None else poller.started_at
+    return out
+
+
+async def readiness(gateway: Gateway) -> dict[str, str]:
+    now = time.time()
+    checks: dict[str, str] = {}
+    try:
+        assert gateway.store is not None
+        await gateway.store.touch(now=now)
+        checks["store"] = "ok"
+    except Exception as err:  # reported, not raised: this is a probe
+        checks["store"] = f"failing: {type(err).__name__}"
+    try:
+        up = gateway.efax is not None and await asyncio.wait_for(gateway.efax.health(), EFAX_PROBE_S)
+    except TimeoutError:
+        up = False
+    checks["efax"] = "ok" if up else "unreachable"
+    limit = STALE_POLLS * gateway.settings.inbound.poll_interval_s
+    try:
+        stale = {uid: now - at for uid, at in (await last_polls(gateway)).items() if now - at > limit}
+        checks["polls"] = "ok"
+        if stale:
+            checks["polls"] = "stale: " + ", ".join(
+                f"{uid} {age:.0f} s ago" for uid, age in sorted(stale.items())
+            )
+    except Exception as err:
+        checks["polls"] = f"failing: {type(err).__name__}"
+    return checks
+
+
+async def readyz(request: Request, gateway: Gateway) -> Response:
+    checks = await readiness(gateway)
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+async def metrics(request: Request, gateway: Gateway) -> Response:
+    if gateway.store is not None:
+        gateway.metrics.refresh(
+            job_counts=await gateway.store.count_jobs(),
+            last_polls=(await last_polls(gateway)).values(),
+            now=time.time(),
+        )
+    return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
