@@ -1,19 +1,32 @@
-"""SMTP ingress: who may fax, to where, and durable acceptance.
+"""SMTP ingress: who may fax, to where, how much, and durable acceptance.
 
-Consumes: SMTP sessions (aiosmtpd). Produces: a stored message with its documents and a
-``dispatch`` job, committed before ``250``. Touches: the store only; never eFax.
+Consumes: SMTP sessions (aiosmtpd, through ``gateway.smtp.server``). Produces: a stored
+message with its documents and a ``dispatch`` job, committed before ``250``. Touches:
+the store only; never eFax.
 
-Every refusal happens at the earliest step, as one reply line with an RFC 3463 code
-and a sentence a person understands:
+Deny by default. Every refusal happens at the earliest step, as one reply line with
+an RFC 3463 code and a sentence a person understands, and is written to the audit log:
 
-- MAIL FROM: session neither trusted nor authenticated (530 5.7.0), sender not
-  allowed (550 5.7.1)
-- RCPT TO: other domain / relaying (550 5.7.1), bad number (553 5.1.3), destination
-  not allowed (550 5.7.1), too many recipients (452 4.5.3)
-- DATA: header From not allowed (550 5.7.1), nothing to fax (554 5.6.0), too big
-  (552 5.3.4, from the server), store trouble (451 4.3.0)
+- AUTH: wrong user name or password (535 5.7.8; the third in a session: 421 4.7.0)
+- MAIL FROM: session neither authenticated nor from a trusted network (530 5.7.0; a
+  client outside them gets 530 5.7.0 before any command when ``require_tls``, from the
+  server); null sender (550 5.7.1); sender not in the senders of a mailbox the session may use
+  (550 5.7.1); sender already over a sending limit (451 4.7.1)
+- RCPT TO: other domain / relaying (550 5.7.1), bad number (553 5.1.3), destination not
+  allowed: premium-rate and other special numbers, ``deny_numbers``, countries (550
+  5.7.1); too many recipients (452 4.5.3); over the hourly fax limit (451 4.7.1)
+- DATA: header too large (552 5.3.4), header From not allowed or not exactly one (550
+  5.7.1), upstream sender verification missing (550 5.7.1), nothing to fax (554 5.6.0),
+  too many pages or documents, or over eFax's 100 MB (552 5.3.4), over a sending limit
+  (451 4.7.1, with when to try again), store trouble (451 4.3.0); too big overall
+  (552 5.3.4, from the server)
 
-Settings: ``fax_domain``, ``default_country``, ``smtp.*``, ``policy.*``, ``mailboxes``.
+Who: an authenticated user may send from the mailboxes it is bound to (``users``); a
+trusted network (``smtp.trusted_networks``) from any mailbox whose ``senders`` match.
+Either way the envelope sender and the From header must match the mailbox's senders.
+
+Settings: ``fax_domain``, ``default_country``, ``smtp.*``, ``policy.*``, ``users``,
+``mailboxes``, ``logging.mask``.
 """
 
 from __future__ import annotations
@@ -30,17 +43,29 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from gateway.core.addressing import AddressRefused, FaxNumber, parse_fax_address, sender_matches
+from gateway.audit import Audit
+from gateway.core import authresults
+from gateway.core.addressing import (
+    AddressRefused,
+    FaxNumber,
+    format_number,
+    parse_fax_address,
+    sender_matches,
+)
 from gateway.core.documents import (
     DocumentError,
     Extraction,
     ExtractionLimits,
+    TooManyPages,
     extract_documents,
     parse_message,
 )
 from gateway.core.ids import new_job_id
+from gateway.core.policy import DAY_S, RateLimits, Use, Verdict, check_rates, header_refusal, payload_refusal
 from gateway.logs import event, mask_address, mask_number
+from gateway.metrics import Metrics
 from gateway.settings import Mailbox, Settings
+from gateway.smtp.auth import AuthMechanisms, AuthUser, UserDirectory
 from gateway.store.base import NewDocument, NewMessage, Recipient, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -62,7 +87,15 @@ def _transaction(envelope: Envelope) -> _Transaction:
     return state
 
 
-class FaxHandler:
+def _digits(number: str) -> str:
+    return "".join(c for c in number if c.isdigit())
+
+
+def _keep(text: str) -> str:
+    return text
+
+
+class FaxHandler(AuthMechanisms):
     """aiosmtpd handler: each hook's return value is the SMTP reply line."""
 
     def __init__(
@@ -73,20 +106,32 @@ class FaxHandler:
         limits: ExtractionLimits | None = None,
         clock: Callable[[], float] = time.time,
         on_accept: Callable[[], None] | None = None,
+        metrics: Metrics | None = None,
+        audit: Audit | None = None,
     ) -> None:
         self.settings = settings
         self.on_accept = on_accept
         self.store = store
         self.limits = limits or ExtractionLimits()
         self.clock = clock
+        self.metrics = metrics
+        self.audit = audit or Audit(clock=clock)
+        self.users = UserDirectory(settings.users)
+        p = settings.policy
+        self.rate_limits = RateLimits(
+            faxes_per_hour_per_sender=p.faxes_per_hour_per_sender,
+            faxes_per_hour_per_mailbox=p.faxes_per_hour_per_mailbox,
+            pages_per_day_per_sender=p.pages_per_day_per_sender,
+            pages_per_day_per_mailbox=p.pages_per_day_per_mailbox,
+        )
+        self._in_flight: dict[str, tuple[str, str, Use]] = {}  # job -> (sender, mailbox, use)
         self._trusted = [ipaddress.ip_network(n, strict=False) for n in settings.smtp.trusted_networks]
+        masking = settings.logging.mask
+        self._mask_address: Callable[[str], str] = mask_address if masking else _keep
+        self._mask_number: Callable[[str], str] = mask_number if masking else _keep
 
-    # -- who --------------------------------------------------------------------
-    def is_trusted(self, session: Session) -> bool:
-        peer = session.peer
-        host = peer[0] if isinstance(peer, tuple) else None
-        if not host:
-            return False
+    # -- connection hooks (called by gateway.smtp.server.FaxSMTP) -----------------------
+    def is_trusted_ip(self, host: str) -> bool:
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
@@ -95,111 +140,230 @@ class FaxHandler:
             ip = ip.ipv4_mapped
         return any(ip in net for net in self._trusted)
 
-    def who(self, session: Session) -> str:
-        if session.authenticated and session.login_data is not None:
-            return f"user {session.login_data!s}"
-        peer = session.peer
-        return f"trusted {peer[0] if isinstance(peer, tuple) else peer}"
+    def session_opened(self, ip: str) -> None:
+        if self.metrics is not None:
+            self.metrics.smtp_session_opened()
 
-    def mailboxes_for(self, address: str) -> list[Mailbox]:
-        return [m for m in self.settings.mailboxes if sender_matches(address, m.senders)]
+    def connection_refused(self, ip: str, reply: str) -> None:
+        if self.metrics is not None:
+            self.metrics.smtp_refusal(421)
+        log.warning("connection refused: %s", reply, extra=event("connection refused", peer=ip))
+
+    def reply_sent(self, reply: str) -> None:
+        code = reply[:3]
+        if self.metrics is not None and code.isdigit() and code[0] in "45" and reply[3:4] != "-":
+            self.metrics.smtp_refusal(int(code))
+
+    # -- who --------------------------------------------------------------------------
+    def is_trusted(self, session: Session) -> bool:
+        host = _peer(session)
+        return bool(host) and self.is_trusted_ip(host or "")
+
+    def user(self, session: Session) -> str | None:
+        data = session.auth_data
+        return data.login if session.authenticated and isinstance(data, AuthUser) else None
+
+    def who(self, session: Session) -> str:
+        user = self.user(session)
+        if user is not None:
+            return f"user {user} from {_peer(session)}"
+        return f"{'trusted' if self.is_trusted(session) else 'unknown'} {_peer(session)}"
+
+    def mailboxes_for(self, address: str, session: Session) -> list[Mailbox]:
+        """The mailboxes this session may send from as ``address``."""
+        user = self.user(session)
+        allowed = self.settings.mailboxes
+        if user is not None:
+            numbers = self.users.mailboxes_of(user)
+            allowed = [m for m in allowed if _digits(m.fax_number) in numbers]
+        return [m for m in allowed if sender_matches(address, m.senders)]
+
+    def sign_in_failed(self, session: Session, login: str, failures: int) -> None:
+        reply = "535 5.7.8 The user name or password is wrong."
+        log.warning(
+            "sign-in failed", extra=event("auth failed", user=login, peer=_peer(session), failures=failures)
+        )
+        self.audit.refused(stage="auth", reply=reply, who=self.who(session), peer=_peer(session), user=login)
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
-        if not (session.authenticated or self.is_trusted(session)):
+        user, trusted = self.user(session), self.is_trusted(session)
+        if not (user or trusted):
             return self._refuse(
                 "530 5.7.0 Authentication required: sign in with SMTP AUTH or send from a "
                 "trusted network to fax through this gateway.",
-                "not trusted",
+                "mail",
                 session,
+                sender=address,
             )
         if address in ("", "<>") or address.lower().startswith("mailer-daemon@"):
             return self._refuse(
-                "550 5.7.1 Bounces and automatic replies cannot send faxes.", "null sender", session
+                "550 5.7.1 Bounces and automatic replies cannot send faxes.", "mail", session, sender=address
             )
-        mailboxes = self.mailboxes_for(address)
+        mailboxes = self.mailboxes_for(address, session)
         if not mailboxes:
-            return self._refuse(
-                f"550 5.7.1 {address} is not allowed to send faxes through this gateway; "
-                "ask the administrator to add it to a mailbox's senders.",
-                "sender not allowed",
-                session,
-                sender=mask_address(address),
-            )
+            if user is not None:
+                reply = (
+                    f"550 5.7.1 The user {user} may not send faxes as {address}; use an address "
+                    "that one of its mailboxes allows, or ask the administrator."
+                )
+            else:
+                reply = (
+                    f"550 5.7.1 {address} is not allowed to send faxes through this gateway; "
+                    "ask the administrator to add it to a mailbox's senders."
+                )
+            return self._refuse(reply, "mail", session, sender=address)
+        only = mailboxes[0] if len(mailboxes) == 1 else None
+        verdict = await self._rates(address, only, faxes=1, pages=1)
+        if not verdict.ok:
+            return self._refuse(verdict.reply or "", "mail", session, sender=address)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         _transaction(envelope).mailboxes = mailboxes
         return "250 2.1.0 Sender ok"
 
-    # -- where ------------------------------------------------------------------
+    # -- where --------------------------------------------------------------------------
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
         txn = _transaction(envelope)
+        sender = envelope.mail_from or ""
+        p = self.settings.policy
         try:
             number = parse_fax_address(
                 address,
                 fax_domain=self.settings.fax_domain,
                 default_country=self.settings.default_country,
                 allowed_countries=self.settings.allowed_countries,
+                allow_numbers=p.allow_numbers,
+                deny_numbers=p.deny_numbers,
             )
         except AddressRefused as err:
-            return self._refuse(err.reply, "recipient refused", session)
+            return self._refuse(err.reply, "rcpt", session, sender=sender, numbers=[address])
         if any(n.wire == number.wire for _, n in txn.recipients):
             return "250 2.1.5 Recipient ok (already listed)"
         if len(txn.recipients) >= self.settings.smtp.max_recipients:
             return self._refuse(
                 f"452 4.5.3 Too many fax recipients in one mail (at most "
                 f"{self.settings.smtp.max_recipients}); send the rest in another mail.",
-                "too many recipients",
+                "rcpt",
                 session,
+                sender=sender,
+                numbers=[number.wire],
             )
+        only = txn.mailboxes[0] if len(txn.mailboxes) == 1 else None
+        verdict = await self._rates(sender, only, faxes=len(txn.recipients) + 1, pages=0)
+        if not verdict.ok:
+            return self._refuse(verdict.reply or "", "rcpt", session, sender=sender, numbers=[number.wire])
         txn.recipients.append((address, number))
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return f"250 2.1.5 Recipient ok: fax to {number.pretty}"
 
-    # -- what -------------------------------------------------------------------
+    # -- what ---------------------------------------------------------------------------
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        processing = getattr(server, "processing", None)
+        if processing is not None:
+            processing()
         txn = _transaction(envelope)
+        sender = envelope.mail_from or ""
+        numbers = [n.wire for _, n in txn.recipients]
         raw = envelope.original_content or b""
         assert isinstance(raw, bytes)
+
+        def refuse(reply: str, header_from: str | None = None) -> str:
+            return self._refuse(
+                reply, "data", session, sender=sender, numbers=numbers, header_from=header_from
+            )
+
+        smtp = self.settings.smtp
+        too_much = header_refusal(raw, max_bytes=smtp.max_header_bytes, max_fields=smtp.max_headers)
+        if too_much:
+            return refuse(too_much)
         try:
             message, extraction = await asyncio.to_thread(self._read, raw)
+        except TooManyPages as err:
+            return refuse(f"552 5.3.4 {_one_line(str(err))}")
         except DocumentError as err:
-            return self._refuse(f"554 5.6.0 {_one_line(str(err))}", "nothing to fax", session)
+            return refuse(f"554 5.6.0 {_one_line(str(err))}")
 
-        header_from = parseaddr(str(message.get("From", "")))[1]
-        sender = envelope.mail_from or ""
+        froms = getaddresses([str(v) for v in message.get_all("From", [])])
+        header_from = froms[0][1] if len(froms) == 1 else ""
+        if len(froms) != 1:
+            return refuse("550 5.7.1 The mail must have exactly one From: address to be faxed.")
         mailbox = next((m for m in txn.mailboxes if sender_matches(header_from, m.senders)), None)
         if mailbox is None:
-            return self._refuse(
+            return refuse(
                 f"550 5.7.1 The From: address {header_from or '(none)'} is not allowed to send "
                 "faxes through this gateway.",
-                "header from not allowed",
-                session,
-                sender=mask_address(header_from),
+                header_from,
             )
+        p = self.settings.policy
+        if p.require_authentication_results and self.user(session) is None:
+            unverified = authresults.verify(
+                [str(v) for v in message.get_all("Authentication-Results", [])],
+                requirement=p.require_authentication_results,
+                authserv_id=p.authserv_id,
+                from_domain=header_from,
+                mailfrom_domain=sender,
+            )
+            if unverified:
+                return refuse(unverified, header_from)
+        too_heavy = payload_refusal([len(d.content) for d in extraction.documents], len(numbers))
+        if too_heavy:
+            return refuse(too_heavy, header_from)
+        pages = extraction.pages * len(numbers)
+        verdict = await self._rates(sender, mailbox, faxes=len(numbers), pages=pages)
+        if not verdict.ok:
+            return refuse(verdict.reply or "", header_from)
         new = self._new_message(session, envelope, message, extraction, mailbox, header_from)
+        # Shielded: once the commit is under way, a dropped connection must not cut off
+        # its audit line (the client, missing its 250, may send the mail again).
+        return await asyncio.shield(self._accept(new, session, mailbox, pages))
+
+    async def _accept(self, new: NewMessage, session: Session, mailbox: Mailbox, pages: int) -> str:
+        use = Use(new.received_at, len(new.recipients), pages)
+        self._in_flight[new.id] = (new.envelope_from.lower(), mailbox.user_id, use)
         try:
             await self.store.accept_message(new)
         except StoreError as err:
             log.error("cannot store a mail: %s", err, extra=event("store failed"))
-            return "451 4.3.0 The gateway cannot store your mail right now; please try again later."
+            return self._refuse(
+                "451 4.3.0 The gateway cannot store your mail right now; please try again later.",
+                "data",
+                session,
+                sender=new.envelope_from,
+                numbers=[r.number for r in new.recipients],
+            )
+        finally:
+            self._in_flight.pop(new.id, None)
         if self.on_accept is not None:
             self.on_accept()
+        if self.metrics is not None:
+            self.metrics.smtp_mail_accepted()
         log.info(
             "mail accepted",
             extra=event(
                 "accepted",
                 job=new.id,
-                sender=mask_address(sender),
+                sender=self._mask_address(new.envelope_from),
                 who=self.who(session),
-                to=",".join(mask_number(r.number) for r in new.recipients),
+                to=",".join(self._mask_number(r.number) for r in new.recipients),
                 documents=len(new.documents),
-                pages=extraction.pages,
+                pages=pages,
             ),
+        )
+        self.audit.accepted(
+            job=new.id,
+            who=new.auth,
+            peer=_peer(session),
+            sender=new.envelope_from,
+            header_from=new.header_from,
+            mailbox=mailbox.user_id,
+            numbers=[r.number for r in new.recipients],
+            pages=pages,
+            documents=len(new.documents),
         )
         return f"250 2.0.0 Ok: queued as {new.id}"
 
@@ -207,6 +371,51 @@ class FaxHandler:
         message = parse_message(raw)
         return message, extract_documents(message, self.limits)
 
+    # -- how much -------------------------------------------------------------------------
+    async def _rates(self, sender: str, mailbox: Mailbox | None, *, faxes: int, pages: int) -> Verdict:
+        """The sending limits for one more mail of ``faxes`` faxes and ``pages`` pages."""
+        limits = self.rate_limits
+        check_mailbox = mailbox is not None and limits.per_mailbox
+        if not (limits.per_sender or check_mailbox):
+            return Verdict()
+        now = self.clock()
+        key = sender.lower()
+        try:
+            sender_uses = await self.store.sender_usage(key, since=now - DAY_S) if limits.per_sender else []
+            mailbox_uses = (
+                await self.store.mailbox_usage(mailbox.user_id, since=now - DAY_S)
+                if mailbox is not None and check_mailbox
+                else []
+            )
+        except StoreError as err:
+            log.error("cannot count recent faxes: %s", err, extra=event("store failed"))
+            return Verdict(
+                "451 4.3.0 The gateway cannot check its sending limits right now; please try again later."
+            )
+        sender_list = [Use(u.at, u.faxes, u.pages) for u in sender_uses]
+        mailbox_list = [Use(u.at, u.faxes, u.pages) for u in mailbox_uses]
+        for who, box, use in self._in_flight.values():  # accepted, commit not yet visible
+            if who == key:
+                sender_list.append(use)
+            if mailbox is not None and box == mailbox.user_id:
+                mailbox_list.append(use)
+        label = (
+            format_number(mailbox.fax_number, self.settings.default_country)
+            if mailbox is not None and check_mailbox
+            else None
+        )
+        return check_rates(
+            limits=limits,
+            now=now,
+            faxes=faxes,
+            pages=pages,
+            sender=sender,
+            sender_uses=sender_list,
+            mailbox=label,
+            mailbox_uses=mailbox_list,
+        )
+
+    # -- the stored message ----------------------------------------------------------------
     def _new_message(
         self,
         session: Session,
@@ -219,7 +428,8 @@ class FaxHandler:
         txn = _transaction(envelope)
         names = _display_names(message)
         reply_to = parseaddr(str(message.get("Reply-To", "")))[1]
-        report_to = reply_to if (reply_to and self.is_trusted(session)) else header_from
+        trusted_only = self.is_trusted(session) and self.user(session) is None
+        report_to = reply_to if (reply_to and trusted_only) else header_from
         now = self.clock()
         job_id = new_job_id(now)
         from_name = parseaddr(str(message.get("From", "")))[0]
@@ -255,15 +465,49 @@ class FaxHandler:
             ],
         )
 
-    # -- helpers ----------------------------------------------------------------
-    def _refuse(self, reply: str, why: str, session: Session, **ids: Any) -> str:
-        peer = session.peer[0] if isinstance(session.peer, tuple) else session.peer
-        log.info("refused: %s", reply, extra=event("refused", reason=why, peer=peer, **ids))
+    # -- helpers ----------------------------------------------------------------------------
+    def _refuse(
+        self,
+        reply: str,
+        stage: str,
+        session: Session,
+        *,
+        sender: str | None = None,
+        numbers: list[str] | None = None,
+        header_from: str | None = None,
+    ) -> str:
+        peer = _peer(session)
+        log.info(
+            "refused: %s",
+            reply,
+            extra=event(
+                "refused",
+                stage=stage,
+                peer=peer,
+                sender=self._mask_address(sender) if sender else None,
+                to=",".join(self._mask_number(n) for n in numbers) if numbers else None,
+            ),
+        )
+        self.audit.refused(
+            stage=stage,
+            reply=reply,
+            who=self.who(session),
+            peer=peer,
+            sender=sender,
+            header_from=header_from,
+            numbers=numbers or (),
+            user=self.user(session),
+        )
         return reply
 
     async def handle_exception(self, error: Exception) -> str:
         log.exception("SMTP session failed", extra=event("session error"))
         return "451 4.3.0 The gateway had a problem with this mail; please try again later."
+
+
+def _peer(session: Session) -> str | None:
+    peer = session.peer
+    return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
 
 def _one_line(text: str) -> str:

@@ -1,0 +1,171 @@
+"""The audit log: one JSON line per accepted, refused, submitted, delivered and failed fax.
+
+Written to the logger ``gateway.audit`` (always at INFO, whatever ``--log-level``) and,
+when ``logging.audit_file`` is set, appended to that file as bare JSON lines. Each
+line says who (``user alice from 203.0.113.7``, ``trusted 10.0.0.5``), the client
+address, the envelope sender and From, the mailbox (fax number sent from), the
+destination numbers, pages, the job id and fax id, and the reason for a refusal or
+failure. Numbers and addresses are whole here (``logging.mask`` only masks ordinary
+logs); document content, subjects and secrets never appear.
+
+Who calls what:
+
+- SMTP handler: ``accepted(...)`` after the commit, ``refused(...)`` with every refusal
+  (and failed sign-ins, ``stage="auth"``).
+- dispatcher: ``submitted(message, faxes)`` once the fax ids are recorded;
+  ``failed(message, reason=..., job=...)`` when a mail cannot be handed to eFax.
+- tracker: ``delivered(message, fax_id=..., number=..., pages=...)`` and
+  ``failed(message, reason=..., fax_id=..., number=...)`` at a fax's final status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.settings import LoggingSettings
+from gateway.store.base import StoredMessage
+
+AUDIT_LOGGER = "gateway.audit"
+
+
+class Audit:
+    """Writes audit lines; ``close()`` detaches the file, if any."""
+
+    def __init__(
+        self,
+        *,
+        logger: logging.Logger | None = None,
+        audit_file: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.logger = logger or logging.getLogger(AUDIT_LOGGER)
+        if self.logger.level == logging.NOTSET or self.logger.level > logging.INFO:
+            self.logger.setLevel(logging.INFO)
+        self.clock = clock
+        self._file: logging.Handler | None = None
+        if audit_file:
+            self._file = logging.FileHandler(audit_file, encoding="utf-8")
+            self._file.setFormatter(logging.Formatter("%(message)s"))
+            self.logger.addHandler(self._file)
+
+    @classmethod
+    def from_settings(cls, settings: LoggingSettings) -> Audit:
+        return cls(audit_file=settings.audit_file)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self.logger.removeHandler(self._file)
+            self._file.close()
+            self._file = None
+
+    # -- SMTP ingress ------------------------------------------------------------------
+    def accepted(
+        self,
+        *,
+        job: str,
+        who: str,
+        peer: str | None,
+        sender: str,
+        header_from: str,
+        mailbox: str,
+        numbers: Iterable[str],
+        pages: int,
+        documents: int,
+    ) -> None:
+        self._write(
+            "accepted",
+            job=job,
+            who=who,
+            peer=peer,
+            sender=sender,
+            header_from=header_from,
+            mailbox=mailbox,
+            to=list(numbers),
+            pages=pages,
+            documents=documents,
+        )
+
+    def refused(
+        self,
+        *,
+        stage: str,
+        reply: str,
+        who: str,
+        peer: str | None,
+        sender: str | None = None,
+        header_from: str | None = None,
+        numbers: Iterable[str] = (),
+        user: str | None = None,
+    ) -> None:
+        self._write(
+            "refused",
+            stage=stage,
+            who=who,
+            peer=peer,
+            user=user,
+            sender=sender,
+            header_from=header_from,
+            to=list(numbers) or None,
+            reply=reply,
+        )
+
+    # -- dispatcher and tracker ----------------------------------------------------------
+    def submitted(self, message: StoredMessage, faxes: Sequence[tuple[str, str]]) -> None:
+        """One line per fax handed to eFax: (fax id, destination number)."""
+        for fax_id, number in faxes:
+            self._write("submitted", **{**_about(message), "fax": fax_id, "to": [number] if number else None})
+
+    def delivered(
+        self,
+        message: StoredMessage | None,
+        *,
+        fax_id: str,
+        number: str,
+        pages: int | None = None,
+        job: str | None = None,
+    ) -> None:
+        fields: dict[str, Any] = _about(message) if message is not None else {"job": job}
+        if pages is not None:
+            fields["pages"] = pages
+        self._write("delivered", **{**fields, "fax": fax_id, "to": [number]})
+
+    def failed(
+        self,
+        message: StoredMessage | None,
+        *,
+        reason: str,
+        job: str | None = None,
+        fax_id: str | None = None,
+        number: str | None = None,
+    ) -> None:
+        fields: dict[str, Any] = _about(message) if message is not None else {"job": job}
+        if number is not None:
+            fields["to"] = [number]
+        self._write("failed", **{**fields, "fax": fax_id, "reason": reason})
+
+    # -- the line ------------------------------------------------------------------------
+    def _write(self, name: str, **fields: Any) -> None:
+        at = datetime.fromtimestamp(self.clock(), UTC).isoformat(timespec="milliseconds")
+        record = {"audit": name, "at": at, **{k: v for k, v in fields.items() if v is not None}}
+        self.logger.info(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+
+
+def _about(message: StoredMessage) -> dict[str, Any]:
+    """who, sender, mailbox, numbers and pages of a stored mail (never its content)."""
+    who, _, rest = message.auth.partition(" ")
+    peer = rest.rpartition(" from ")[2] if " from " in rest else (rest if who == "trusted" else None)
+    return {
+        "job": message.id,
+        "who": message.auth,
+        "peer": peer,
+        "sender": message.envelope_from,
+        "header_from": message.header_from,
+        "mailbox": message.mailbox_user_id,
+        "to": [r.number for r in message.recipients],
+        "pages": sum(d.pages for d in message.documents) or message.options.get("pages"),
+    }
