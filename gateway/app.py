@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.audit import Audit
 from gateway.core.documents import ExtractionLimits, find_office_converter
 from gateway.core.retry import RetryPolicy
 from gateway.efax.client import EfaxClient
@@ -24,7 +25,7 @@ from gateway.mail.relay import MailSender, make_sender
 from gateway.metrics import Metrics
 from gateway.settings import Mailbox, Settings, split_host_port
 from gateway.smtp.handler import FaxHandler
-from gateway.smtp.server import bound_port, start_smtp_server
+from gateway.smtp.server import bound_port, start_smtp_listeners
 from gateway.store.sqlite import SQLiteStore
 from gateway.workers.base import Worker
 from gateway.workers.dispatch import Dispatcher
@@ -46,6 +47,8 @@ class Gateway:
     mail: MailSender | None = None
     simulator: Any = None
     smtp_server: asyncio.Server | None = None
+    smtp_tls_server: asyncio.Server | None = None  # implicit TLS (smtp.implicit_tls_listen)
+    audit: Audit | None = None
     http_server: Any = None
     metrics: Metrics = field(default_factory=Metrics)
     workers: list[Worker] = field(default_factory=list)
@@ -59,6 +62,7 @@ class Gateway:
     async def start(self) -> None:
         s = self.settings
         self.store = await SQLiteStore.open(s.database.sqlite_path)
+        self.audit = Audit.from_settings(s.logging)
         base_url, app_id, api_key = s.efax.base_url, s.efax.app_id, s.efax.api_key.get_secret_value()
         if s.efax.simulated:
             from gateway.simulator.server import start_simulator
@@ -66,14 +70,13 @@ class Gateway:
             self.simulator = await start_simulator()
             base_url, app_id, api_key = self.simulator.base_url, SIMULATOR_APP_ID, SIMULATOR_APP_ID
             if not s.mailboxes:
-                s.mailboxes.append(
-                    Mailbox(
-                        user_id="demo-user",
-                        fax_number="13235550100",
-                        senders=[DEMO_SENDER],
-                        deliver_to=[DEMO_SENDER],
-                    )
-                )
+                demo = {
+                    "user_id": "demo-user",
+                    "fax_number": "13235550100",
+                    "senders": [DEMO_SENDER],
+                    "deliver_to": [DEMO_SENDER],
+                }
+                s.mailboxes.append(Mailbox.model_validate(demo))
         self.efax = EfaxClient(
             base_url=base_url,
             app_id=app_id,
@@ -94,27 +97,117 @@ class Gateway:
                     self.store,
                     self.efax,
                     s.mailboxes,
+                    audit=self.audit,
                     policy=policy,
                     name=f"dispatch-{n}",
                     lease_s=s.dispatch.lease_s,
                     idle_s=s.dispatch.poll_idle_s,
                 )
             )
+        self.workers.extend(self._tracking_workers())
+        self.workers.extend(self._inbound_workers())
         for worker in self.workers:
             self.tasks.append(asyncio.create_task(worker.run(), name=worker.name))
         await self._start_http()
         limits = ExtractionLimits(office_converter=find_office_converter())
-        handler = FaxHandler(s, self.store, limits=limits, on_accept=self._nudge_dispatch)
-        self.smtp_server = await start_smtp_server(handler, s.smtp)
+        handler = FaxHandler(
+            s,
+            self.store,
+            limits=limits,
+            on_accept=self._nudge_dispatch,
+            metrics=self.metrics,
+            audit=self.audit,
+        )
+        self.smtp_server, self.smtp_tls_server = await start_smtp_listeners(handler, s.smtp)
         self._announce()
 
     def _tracking_workers(self) -> list[Worker]:
-        """Outbound tracking and reports to senders."""
-        return []
+        """Outbound tracking and reports to senders: trackers sharing one rate limit, a reporter."""
+        from gateway.workers.report import Reporter
+        from gateway.workers.track import Tracker, TrackingShared
+
+        s = self.settings
+        assert self.store is not None and self.efax is not None and self.mail is not None
+        policy = RetryPolicy(
+            initial_s=s.dispatch.backoff_initial_s,
+            maximum_s=s.dispatch.backoff_max_s,
+            lifetime_s=s.dispatch.lifetime_s,
+        )
+        reporter = Reporter(
+            self.store,
+            self.mail,
+            s,
+            policy=policy,
+            metrics=self.metrics,
+            name="report-0",
+            lease_s=s.dispatch.lease_s,
+            idle_s=s.dispatch.poll_idle_s,
+        )
+        shared = TrackingShared.for_settings(s.tracking)
+        trackers: list[Worker] = [
+            Tracker(
+                self.store,
+                self.efax,
+                s.tracking,
+                shared=shared,
+                metrics=self.metrics,
+                on_report=reporter.nudge,
+                audit=self.audit,
+                name=f"track-{n}",
+                lease_s=s.dispatch.lease_s,
+                idle_s=s.dispatch.poll_idle_s,
+            )
+            for n in range(s.tracking.workers)
+        ]
+        return [*trackers, reporter]
 
     def _inbound_workers(self) -> list[Worker]:
-        """Received faxes: the poller and delivery to the mapped inboxes."""
-        return []
+        """Received faxes: the poller and delivery to the mapped inboxes.
+
+        Also times every eFax call into the metrics (``EfaxClient.on_call``).
+        """
+        from gateway.workers.deliver import Deliverer, OrphanRecovery
+        from gateway.workers.receive import Poller
+
+        s = self.settings
+        assert self.store is not None and self.efax is not None and self.mail is not None
+        self.efax.on_call = self.metrics.observe_efax
+        policy = RetryPolicy(
+            initial_s=s.dispatch.backoff_initial_s,
+            maximum_s=s.dispatch.backoff_max_s,
+            lifetime_s=s.dispatch.lifetime_s,
+        )
+        names = [f"deliver-{n}" for n in range(s.inbound.workers)]
+        recovery = OrphanRecovery(names)
+        deliverers: list[Worker] = [
+            Deliverer(
+                self.store,
+                self.efax,
+                self.mail,
+                s,
+                policy=policy,
+                recovery=recovery,
+                metrics=self.metrics,
+                name=name,
+                lease_s=s.dispatch.lease_s,
+                idle_s=s.dispatch.poll_idle_s,
+            )
+            for name in names
+        ]
+
+        def wake_deliverers() -> None:
+            for deliverer in deliverers:
+                deliverer.nudge()
+
+        poller = Poller(
+            self.store,
+            self.efax,
+            s.mailboxes,
+            interval_s=s.inbound.poll_interval_s,
+            metrics=self.metrics,
+            on_new=wake_deliverers,
+        )
+        return [poller, *deliverers]
 
     def _nudge_dispatch(self) -> None:
         for worker in self.workers:
@@ -164,6 +257,8 @@ class Gateway:
         )
 
     async def stop(self) -> None:
+        if self.smtp_tls_server is not None:
+            self.smtp_tls_server.close()
         if self.smtp_server is not None:
             self.smtp_server.close()
             with contextlib.suppress(Exception):
@@ -188,6 +283,8 @@ class Gateway:
             await self.simulator.stop()
         if self.store is not None:
             await self.store.close()
+        if self.audit is not None:
+            self.audit.close()
 
     async def __aenter__(self) -> Gateway:
         await self.start()

@@ -5,6 +5,7 @@
     fax-gateway send        fax files or text from the command line, through the gateway's SMTP
     fax-gateway queue       list, show, retry and cancel jobs
     fax-gateway check       validate the configuration, test eFax credentials and the relay
+    fax-gateway hash-password   make a password hash for a [[users]] entry (SMTP AUTH)
 
 ``--config PATH`` on every command. Exit status: 0 ok, 1 the work failed, 2 bad usage
 or configuration.
@@ -32,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--config", type=Path, help="TOML configuration file")
     common.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
 
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     qc.add_argument("id")
 
     sub.add_parser("check", parents=[common], help="check configuration, eFax and relay")
+    sub.add_parser("hash-password", parents=[common], help="make a password hash for [[users]]")
     return parser
 
 
@@ -88,6 +90,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
+    if args.command == "hash-password":
+        from gateway.commands.hash_password import hash_password_command
+
+        return hash_password_command()
     if args.command == "simulator":
         from gateway.settings import split_host_port
         from gateway.simulator.config import SimulatorConfig
@@ -101,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"fax-gateway: {err}", file=sys.stderr)
         return EXIT_USAGE
-    return asyncio.run(_run(args, settings))
+    try:
+        return asyncio.run(_run(args, settings))
+    except ConfigError as err:  # found only when used, e.g. a TLS certificate that cannot be loaded
+        print(f"fax-gateway: {err}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:

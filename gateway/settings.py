@@ -17,13 +17,22 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from pathlib import Path
+import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -31,6 +40,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from gateway.core.passwords import parse_hash
 
 ENV_PREFIX = "FAXGW_"
 DEFAULT_CONFIG = Path("config/gateway.toml")
@@ -69,10 +80,39 @@ class SmtpSettings(_Section):
     max_message_bytes: int = Field(
         50_000_000, gt=0, description="largest mail accepted, advertised with SIZE"
     )
-    max_recipients: int = Field(10, gt=0, description="most fax recipients in one mail")
-    session_timeout_s: float = Field(300, gt=0, description="idle time before a session is closed")
+    max_recipients: int = Field(10, gt=0, le=50, description="most fax recipients in one mail (eFax: 50)")
+    session_timeout_s: float = Field(
+        300, gt=0, description="seconds a session may wait between two commands before it is closed"
+    )
+    data_timeout_s: float = Field(
+        600, gt=0, description="seconds the whole DATA transfer of one mail may take (trickling is cut off)"
+    )
+    tls_cert_file: str = Field(
+        "", description="PEM certificate chain for STARTTLS and implicit TLS; empty: no TLS"
+    )
+    tls_key_file: str = Field("", description="PEM private key; empty: the key is in tls_cert_file")
+    tls_min_version: Literal["1.0", "1.1", "1.2", "1.3"] = Field(
+        "1.2", description="oldest TLS version accepted; lower only for old scanners"
+    )
+    implicit_tls_listen: str = Field(
+        "", description="host:port of a second listener speaking TLS from the first byte (port 465 style)"
+    )
+    require_tls: bool = Field(
+        False, description="clients outside trusted_networks must STARTTLS before anything else"
+    )
+    max_sessions: int = Field(100, gt=0, description="SMTP sessions open at the same time, all clients")
+    max_sessions_per_ip: int = Field(
+        20, gt=0, description="sessions open at once from one client address (trusted networks exempt)"
+    )
+    max_header_bytes: int = Field(262_144, gt=0, description="largest header block of a mail, bytes")
+    max_headers: int = Field(500, gt=0, description="most header fields in one mail")
 
     _check_listen = field_validator("listen")(staticmethod(_host_port))
+
+    @field_validator("implicit_tls_listen")
+    @classmethod
+    def _implicit_listen(cls, value: str) -> str:
+        return _host_port(value) if value else value
 
     @field_validator("trusted_networks")
     @classmethod
@@ -80,6 +120,17 @@ class SmtpSettings(_Section):
         for item in value:
             ipaddress.ip_network(item, strict=False)
         return value
+
+    @model_validator(mode="after")
+    def _tls_needs_a_certificate(self) -> SmtpSettings:
+        if not self.tls_cert_file:
+            if self.implicit_tls_listen:
+                raise ValueError("implicit_tls_listen needs tls_cert_file (and tls_key_file)")
+            if self.require_tls:
+                raise ValueError("require_tls needs tls_cert_file (and tls_key_file)")
+            if self.tls_key_file:
+                raise ValueError("tls_key_file is set but tls_cert_file is empty")
+        return self
 
 
 class EfaxSettings(_Section):
@@ -140,7 +191,9 @@ class HttpSettings(_Section):
 class InboundSettings(_Section):
     poll_interval_s: int = Field(60, ge=30, description="how often each mailbox's received list is read")
     workers: int = Field(2, ge=1, le=32, description="received faxes mailed at the same time")
-    webhook_secret: SecretStr = Field(SecretStr(""), description="HMAC key agreed with eFax; empty: webhook off")
+    webhook_secret: SecretStr = Field(
+        SecretStr(""), description="HMAC key agreed with eFax; empty: webhook off"
+    )
     webhook_header: str = Field("X-HMAC-Signature", description="header carrying the HMAC-SHA256 signature")
     webhook_max_bytes: int = Field(1_000_000, gt=0, description="largest webhook body accepted")
 
@@ -158,11 +211,73 @@ class PolicySettings(_Section):
     allowed_countries: list[str] = Field(
         default_factory=list, description="ISO codes faxes may go to; empty: default_country only"
     )
+    allow_numbers: list[str] = Field(
+        default_factory=list,
+        description="E.164 patterns (+4420794609*) allowed even outside allowed_countries",
+    )
+    deny_numbers: list[str] = Field(
+        default_factory=list, description="E.164 patterns (+1900*) never dialled; deny wins over allow"
+    )
+    faxes_per_hour_per_sender: int = Field(
+        60, ge=0, description="faxes (one per number) per envelope sender in any hour; 0: no limit"
+    )
+    faxes_per_hour_per_mailbox: int = Field(
+        300, ge=0, description="faxes per mailbox (fax number) in any hour; 0: no limit"
+    )
+    pages_per_day_per_sender: int = Field(
+        1000, ge=0, description="pages (times numbers) per envelope sender in any 24 hours; 0: no limit"
+    )
+    pages_per_day_per_mailbox: int = Field(
+        5000, ge=0, description="pages per mailbox in any 24 hours; 0: no limit"
+    )
+    require_authentication_results: Literal["", "dmarc", "spf", "dmarc_or_spf"] = Field(
+        "", description="unauthenticated sessions need this pass in an Authentication-Results header; '': off"
+    )
+    authserv_id: str = Field(
+        "", description="the upstream MTA's authserv-id: only its Authentication-Results headers count"
+    )
 
     @field_validator("allowed_countries")
     @classmethod
     def _codes(cls, value: list[str]) -> list[str]:
         return [_region(code) for code in value]
+
+    @field_validator("allow_numbers", "deny_numbers")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if not re.fullmatch(r"\+[0-9*?\[\]-]+", pattern):
+                raise ValueError(f"{pattern!r} is not an E.164 pattern such as +1900* or +4420794609??")
+        return value
+
+    @model_validator(mode="after")
+    def _authserv(self) -> PolicySettings:
+        if self.require_authentication_results and not self.authserv_id.strip():
+            raise ValueError("require_authentication_results needs authserv_id (the upstream MTA's name)")
+        return self
+
+
+class LoggingSettings(_Section):
+    mask: bool = Field(True, description="mask numbers and addresses in ordinary logs (audit log: whole)")
+    audit_file: str = Field(
+        "", description="also append the audit log (JSON lines) here; empty: logger gateway.audit only"
+    )
+
+
+class User(_Section):
+    """An SMTP AUTH user (AUTH PLAIN and LOGIN, over TLS only)."""
+
+    name: str = Field(min_length=1, description="the SMTP AUTH user name")
+    password_hash: SecretStr = Field(description="made by 'fax-gateway hash-password' (scrypt)")
+    mailboxes: list[str] = Field(
+        default_factory=list, description="fax_number of each [[mailboxes]] this user may send from"
+    )
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash(cls, value: SecretStr) -> SecretStr:
+        parse_hash(value.get_secret_value())
+        return value
 
 
 class DispatchSettings(_Section):
@@ -191,6 +306,11 @@ class Mailbox(_Section):
     )
 
 
+def _digits(number: str) -> str:
+    """``+1 (323) 555-0100`` -> ``13235550100``: fax numbers compared as digits."""
+    return "".join(ch for ch in number if ch.isdigit())
+
+
 def _region(code: str) -> str:
     code = code.upper()
     if code not in phonenumbers.SUPPORTED_REGIONS:
@@ -209,14 +329,16 @@ class Settings(BaseSettings):
     admin_address: str = Field("", description="told when a received fax cannot be delivered to an address")
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)  # type: ignore[arg-type]
     efax: EfaxSettings = Field(default_factory=EfaxSettings)  # type: ignore[arg-type]
-    relay: RelaySettings = Field(default_factory=RelaySettings)
+    relay: RelaySettings = Field(default_factory=RelaySettings)  # type: ignore[arg-type]
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)  # type: ignore[arg-type]
     http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
     inbound: InboundSettings = Field(default_factory=InboundSettings)  # type: ignore[arg-type]
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)  # type: ignore[arg-type]
-    policy: PolicySettings = Field(default_factory=PolicySettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)  # type: ignore[arg-type]
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)  # type: ignore[arg-type]
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)  # type: ignore[arg-type]
     mailboxes: list[Mailbox] = Field(default_factory=list)
+    users: list[User] = Field(default_factory=list)
 
     _check_country = field_validator("default_country")(staticmethod(_region))
 
@@ -228,6 +350,21 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as err:
             raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Berlin") from err
         return value
+
+    @model_validator(mode="after")
+    def _users_name_mailboxes(self) -> Settings:
+        numbers = {_digits(m.fax_number) for m in self.mailboxes}
+        names: set[str] = set()
+        for index, user in enumerate(self.users):
+            if user.name in names:
+                raise ValueError(f"users[{index}]: the name {user.name!r} is used twice")
+            names.add(user.name)
+            for number in user.mailboxes:
+                if _digits(number) not in numbers:
+                    raise ValueError(
+                        f"users[{index}] ({user.name}): {number} is not the fax_number of any [[mailboxes]]"
+                    )
+        return self
 
     @property
     def zone(self) -> ZoneInfo:

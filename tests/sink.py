@@ -36,8 +36,9 @@ class SmtpSink:
     fail_data: str | None = None  # reply line for DATA, e.g. "451 4.3.0 try later"
     _server: asyncio.Server | None = None
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         reply = self.fail_rcpt.get(address.lower())
         if reply:
             return reply

@@ -13,6 +13,7 @@ import aiosmtplib
 from gateway.efax.client import EfaxClient
 from gateway.efax.errors import EfaxAuthError, EfaxError
 from gateway.settings import Settings
+from gateway.smtp.tls import describe as describe_smtp
 
 
 async def check(settings: Settings) -> int:
@@ -23,6 +24,9 @@ async def check(settings: Settings) -> int:
     for box in settings.mailboxes:
         if not box.senders:
             print(f"mailbox {box.fax_number}: senders is empty, so nobody may fax from it")
+    smtp_status, smtp_lines = describe_smtp(settings.smtp, len(settings.users))
+    print("\n".join(smtp_lines))
+    status = max(status, smtp_status)
     if settings.efax.simulated:
         print("efax: no app_id configured; serve will use the built-in simulator")
     else:

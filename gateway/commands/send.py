@@ -61,10 +61,14 @@ async def send(args: argparse.Namespace, settings: Settings) -> int:
         reply = await asyncio.to_thread(_send, host, port, message, sender, rcpts)
     except smtplib.SMTPRecipientsRefused as err:
         for rcpt, (code, text) in err.recipients.items():
-            print(f"refused {rcpt}: {code} {text.decode('utf-8', 'replace')}", file=sys.stderr)
+            words = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+            print(f"refused {rcpt}: {code} {words}", file=sys.stderr)
         return 1
     except smtplib.SMTPResponseException as err:
-        print(f"refused: {err.smtp_code} {err.smtp_error.decode('utf-8', 'replace')}", file=sys.stderr)
+        words = (
+            err.smtp_error.decode("utf-8", "replace") if isinstance(err.smtp_error, bytes) else err.smtp_error
+        )
+        print(f"refused: {err.smtp_code} {words}", file=sys.stderr)
         return 1
     except OSError as err:
         print(f"fax-gateway send: cannot reach the gateway at {host}:{port}: {err}", file=sys.stderr)

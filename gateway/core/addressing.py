@@ -8,6 +8,7 @@ Each refusal carries the SMTP reply that says why.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import phonenumbers
@@ -52,9 +53,21 @@ def _local_part(address: str) -> tuple[str, str]:
 
 
 def parse_fax_address(
-    address: str, *, fax_domain: str, default_country: str, allowed_countries: frozenset[str]
+    address: str,
+    *,
+    fax_domain: str,
+    default_country: str,
+    allowed_countries: frozenset[str],
+    allow_numbers: Sequence[str] = (),
+    deny_numbers: Sequence[str] = (),
 ) -> FaxNumber:
-    """Read an RCPT address; raise AddressRefused with the SMTP reply when it cannot be faxed."""
+    """Read an RCPT address; raise AddressRefused with the SMTP reply when it cannot be faxed.
+
+    The rules, in order: only ``fax_domain``; a valid number; never a premium-rate or
+    other special number type; never a number matching ``deny_numbers``; a number
+    matching ``allow_numbers`` is allowed; else its country must be allowed. Patterns are
+    shell-style on the E.164 form (``+1900*``, ``+4420794609??``).
+    """
     local, domain = _local_part(address)
     if domain != fax_domain:
         raise AddressRefused(
@@ -68,12 +81,26 @@ def parse_fax_address(
         raise AddressRefused(
             f"550 5.7.1 {local} is {_FORBIDDEN_TYPES[kind]}; such numbers are never dialled."
         )
+    fax_number = to_fax_number(number)
+    denied = number_matches(fax_number.e164, deny_numbers)
+    if denied is not None:
+        raise AddressRefused(
+            f"550 5.7.1 Faxes to {fax_number.e164} are not allowed here "
+            f"(the administrator's rule deny_numbers {denied})."
+        )
+    if number_matches(fax_number.e164, allow_numbers) is not None:
+        return fax_number
     if region not in allowed_countries:
         allowed = ", ".join(sorted(allowed_countries))
         raise AddressRefused(
             f"550 5.7.1 Faxes to {region or 'that destination'} are not allowed here (allowed: {allowed})."
         )
-    return to_fax_number(number)
+    return fax_number
+
+
+def number_matches(e164: str, patterns: Sequence[str]) -> str | None:
+    """The first pattern (``+1900*``) that the E.164 number matches, or None."""
+    return next((p for p in patterns if fnmatch.fnmatchcase(e164, p.strip())), None)
 
 
 def parse_number(text: str, default_country: str) -> phonenumbers.PhoneNumber:
@@ -111,7 +138,9 @@ def to_fax_number(number: phonenumbers.PhoneNumber) -> FaxNumber:
 
 def format_number(digits: str, default_country: str = "US") -> str:
     """A number from eFax (``13235551212``, ``+44...``, ``3235551212``) for people to read."""
-    candidates = [(digits, None)] if digits.startswith("+") else [(digits, default_country), ("+" + digits, None)]
+    candidates: list[tuple[str, str | None]] = (
+        [(digits, None)] if digits.startswith("+") else [(digits, default_country), ("+" + digits, None)]
+    )
     for text, region in candidates:
         try:
             number = phonenumbers.parse(text, region)

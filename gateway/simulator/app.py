@@ -209,9 +209,7 @@ class EfaxEndpoints:
             )
         parsed = parse_send_request(body)
         if isinstance(parsed, list):
-            entries = [
-                error_entry("100", e.message, element_name=e.element_name) for e in parsed
-            ]
+            entries = [error_entry("100", e.message, element_name=e.element_name) for e in parsed]
             return errors_response(400, entries, transaction_id=tid)
         faxes = self.state.create_faxes(
             parsed, user_id=user_id, app_id=token.app_id, transaction_id=tid or ""

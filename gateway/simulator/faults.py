@@ -49,9 +49,7 @@ if TYPE_CHECKING:
 FaultKind = Literal["status", "rate_limit", "slow", "drop", "drop_after"]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 CONTROL_PREFIX = "/_sim"
-_FAULT_KEYS = frozenset(
-    {"kind", "method", "path", "count", "status", "retry_after", "plain", "delay_s"}
-)
+_FAULT_KEYS = frozenset({"kind", "method", "path", "count", "status", "retry_after", "plain", "delay_s"})
 
 
 class ConnectionDroppedError(Exception):
@@ -175,9 +173,7 @@ async def drop_connection(send: Send) -> None:
                 return
             await asyncio.sleep(0)
         return
-    await send(
-        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1")]}
-    )
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1")]})
     raise ConnectionDroppedError("simulated dropped connection")
 
 

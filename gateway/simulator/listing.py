@@ -155,8 +155,7 @@ def list_reply(
             continue
         selected.append((fax, status))
     page = [
-        metadata(fax, status, config)
-        for fax, status in selected[query.offset : query.offset + query.limit]
+        metadata(fax, status, config) for fax, status in selected[query.offset : query.offset + query.limit]
     ]
     reply: dict[str, Any] = {"faxes": page}
     if config.list_page_info:

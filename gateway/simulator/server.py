@@ -93,9 +93,7 @@ def _url(host: str, port: int) -> str:
 class RunningSimulator:
     """A simulator served on a loopback port inside the current event loop."""
 
-    def __init__(
-        self, config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0
-    ) -> None:
+    def __init__(self, config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.state = SimulatorState(config)
         self.host = host
         self._requested_port = port
@@ -118,9 +116,7 @@ class RunningSimulator:
             return self
         self._sock = _bind(self.host, self._requested_port)
         self._server = _EmbeddedServer(_uvicorn_config(self.state, embedded=True))
-        self._task = asyncio.create_task(
-            self._server.serve(sockets=[self._sock]), name="efax-simulator"
-        )
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]), name="efax-simulator")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + START_TIMEOUT_S
         while not self._server.started:
@@ -167,9 +163,7 @@ async def start_simulator(
     return await RunningSimulator(config, host, port).start()
 
 
-def run_simulator(
-    host: str = "127.0.0.1", port: int = 8080, config: SimulatorConfig | None = None
-) -> None:
+def run_simulator(host: str = "127.0.0.1", port: int = 8080, config: SimulatorConfig | None = None) -> None:
     """Serve the simulator until interrupted (the ``fax-gateway simulator`` command)."""
     state = SimulatorState(config)
     sock = _bind(host, port)

@@ -293,9 +293,7 @@ class SimulatorState:
     def sent_faxes(self, user_id: str | None = None, include_deleted: bool = False) -> list[FaxRecord]:
         return self._listed(Direction.OUTBOUND, user_id, include_deleted)
 
-    def received_faxes(
-        self, user_id: str | None = None, include_deleted: bool = False
-    ) -> list[FaxRecord]:
+    def received_faxes(self, user_id: str | None = None, include_deleted: bool = False) -> list[FaxRecord]:
         return self._listed(Direction.INBOUND, user_id, include_deleted)
 
     def receive(

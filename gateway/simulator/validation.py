@@ -79,9 +79,7 @@ def _destinations(raw: object, errors: list[FieldError]) -> list[Destination]:
             continue
         number = item.get("fax_number")
         if not isinstance(number, str) or not _NUMBER.match(number):
-            errors.append(
-                FieldError(f"{where}.fax_number", "fax_number must be 10-15 digits, optional +")
-            )
+            errors.append(FieldError(f"{where}.fax_number", "fax_number must be 10-15 digits, optional +"))
             continue
         names = {}
         for key in ("to_name", "to_company"):
@@ -105,9 +103,7 @@ def _documents(raw: object, errors: list[FieldError]) -> list[Document]:
             continue
         doc_type = item.get("document_type")
         if not isinstance(doc_type, str) or not _DOC_TYPE.match(doc_type):
-            errors.append(
-                FieldError(f"{where}.document_type", "document_type must be an uppercase token")
-            )
+            errors.append(FieldError(f"{where}.document_type", "document_type must be an uppercase token"))
             continue
         content = item.get("document_content")
         try:
@@ -115,9 +111,7 @@ def _documents(raw: object, errors: list[FieldError]) -> list[Document]:
                 raise ValueError("empty")
             decoded = base64.b64decode(content, validate=True)
         except (ValueError, binascii.Error):
-            errors.append(
-                FieldError(f"{where}.document_content", "document_content must be base64")
-            )
+            errors.append(FieldError(f"{where}.document_content", "document_content must be base64"))
             continue
         out.append(Document(doc_type, decoded))
     return out
@@ -132,9 +126,7 @@ def _retry_options(raw: object, errors: list[FieldError]) -> None:
             continue
         value = raw[key]
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            errors.append(
-                FieldError(f"fax_options.retry_options.{key}", f"{key} must be {low}-{high}")
-            )
+            errors.append(FieldError(f"fax_options.retry_options.{key}", f"{key} must be {low}-{high}"))
 
 
 def _fax_options(raw: object, errors: list[FieldError]) -> tuple[dict[str, Any], bool]:
@@ -145,9 +137,7 @@ def _fax_options(raw: object, errors: list[FieldError]) -> tuple[dict[str, Any],
         return {}, False
     resolution = raw.get("image_resolution", "FINE")
     if resolution not in RESOLUTIONS:
-        errors.append(
-            FieldError("fax_options.image_resolution", "image_resolution must be STANDARD or FINE")
-        )
+        errors.append(FieldError("fax_options.image_resolution", "image_resolution must be STANDARD or FINE"))
     cover = raw.get("include_cover_page", False)
     if isinstance(cover, str) and cover.lower() in ("true", "false"):
         cover = cover.lower() == "true"
@@ -155,12 +145,8 @@ def _fax_options(raw: object, errors: list[FieldError]) -> tuple[dict[str, Any],
         errors.append(FieldError("fax_options.include_cover_page", "must be a boolean"))
         cover = False
     cover_options = raw.get("cover_page_options", {})
-    if not isinstance(cover_options, dict) or not all(
-        isinstance(v, str) for v in cover_options.values()
-    ):
-        errors.append(
-            FieldError("fax_options.cover_page_options", "must be an object of strings")
-        )
+    if not isinstance(cover_options, dict) or not all(isinstance(v, str) for v in cover_options.values()):
+        errors.append(FieldError("fax_options.cover_page_options", "must be an object of strings"))
     if "retry_options" in raw:
         _retry_options(raw["retry_options"], errors)
     for key in ("custom_CSID", "custom_CallerID"):
@@ -172,9 +158,7 @@ def _fax_options(raw: object, errors: list[FieldError]) -> tuple[dict[str, Any],
 def _client_data(raw: object, errors: list[FieldError]) -> dict[str, Any]:
     if raw is None:
         return {}
-    if not isinstance(raw, dict) or not all(
-        v is None or isinstance(v, str) for v in raw.values()
-    ):
+    if not isinstance(raw, dict) or not all(v is None or isinstance(v, str) for v in raw.values()):
         errors.append(FieldError("client_data", "client_data must be an object of strings"))
         return {}
     return dict(raw)

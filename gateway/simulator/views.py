@@ -117,9 +117,7 @@ def metadata(fax: FaxRecord, status: Status, config: SimulatorConfig) -> dict[st
             "cover_page_tags": None,
         },
         "transmission_data": transmission,
-        "client_tracking_data": {
-            name: str(fax.client_data.get(name) or "") for name in CLIENT_DATA_FIELDS
-        },
+        "client_tracking_data": {name: str(fax.client_data.get(name) or "") for name in CLIENT_DATA_FIELDS},
     }
 
 

@@ -252,7 +252,13 @@ class Store(Protocol):
     async def update_fax(self, fax_id: str, *, status: str, detail: dict[str, Any], now: float) -> None: ...
 
     async def finish_and_enqueue(
-        self, job: Job, *, owner: str, now: float, state: JobState, error: str | None = None,
+        self,
+        job: Job,
+        *,
+        owner: str,
+        now: float,
+        state: JobState,
+        error: str | None = None,
         enqueue: Sequence[NewJob] = (),
     ) -> bool:
         """Close a job and add follow-up jobs in one transaction (fenced by the lease)."""
@@ -273,12 +279,51 @@ class Store(Protocol):
     async def store_received_image(self, fax_id: str, image: bytes, *, now: float) -> None: ...
 
     async def update_received(
-        self, fax_id: str, *, now: float, state: str | None = None,
+        self,
+        fax_id: str,
+        *,
+        now: float,
+        state: str | None = None,
         delivered_to: Sequence[str] | None = None,
     ) -> None: ...
 
-    async def record_poll(
-        self, user_id: str, *, now: float, ok: bool, error: str | None = None
-    ) -> None: ...
+    async def record_poll(self, user_id: str, *, now: float, ok: bool, error: str | None = None) -> None: ...
 
     async def polls(self) -> list[PollRecord]: ...
+
+    # -- tracking --------------------------------------------------------------------
+    async def finish_fax(
+        self,
+        job: Job,
+        *,
+        owner: str,
+        now: float,
+        status: str,
+        detail: dict[str, Any],
+        note: str,
+        final_statuses: Sequence[str],
+        report: NewJob | None = None,
+    ) -> tuple[bool, bool]:
+        """One transaction: the track job done, the fax's final status and its event, and
+        ``report`` enqueued when (and only when) no fax of the same mail is left unfinished.
+        Returns (finished, report_enqueued); finished is False when the lease was lost."""
+
+    # -- health ------------------------------------------------------------------------
+    async def touch(self, *, now: float) -> None:
+        """Write and commit one tiny row: proves the store takes writes (``/readyz``)."""
+
+    # -- sending limits ----------------------------------------------------------------
+    async def sender_usage(self, sender: str, *, since: float) -> list[Usage]:
+        """Mails accepted from this envelope sender (case-insensitive) since ``since``."""
+
+    async def mailbox_usage(self, mailbox_user_id: str, *, since: float) -> list[Usage]:
+        """Mails accepted for this mailbox (eFax user id) since ``since``."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One accepted mail, for the sending limits: faxes = its numbers, pages = pages x numbers."""
+
+    at: float
+    faxes: int
+    pages: int

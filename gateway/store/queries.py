@@ -2,8 +2,9 @@
 
 INSERT_MESSAGE = """
 INSERT INTO messages (id, received_at, mailbox_user_id, envelope_from, header_from, report_to,
-                      auth, message_id, subject, recipients, options, raw)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      auth, message_id, subject, recipients, options, raw,
+                      sender_key, fax_count, fax_pages)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 INSERT_DOCUMENT = """
@@ -132,3 +133,25 @@ ON CONFLICT (user_id) DO UPDATE SET last_try_at = excluded.last_try_at,
 """
 
 SELECT_POLLS = "SELECT user_id, last_try_at, last_ok_at, last_error FROM polls"
+
+# Faxes of the same mail that are not final yet (the final statuses as a JSON array).
+COUNT_UNFINISHED_FAXES = """
+SELECT COUNT(*) FROM faxes
+ WHERE message_id = (SELECT message_id FROM faxes WHERE fax_id = ?)
+   AND status NOT IN (SELECT value FROM json_each(?))
+"""
+
+TOUCH_HEALTH = """
+INSERT INTO health (id, checked_at) VALUES (1, ?)
+ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at
+"""
+
+# Sending limits: each recent mail's time, numbers, and pages times numbers.
+# Accepted mails of a window, summed per minute (the latest time of each minute), so a
+# busy mailbox costs at most one row a minute; fax_pages = pages x numbers.
+_USAGE = """
+SELECT MAX(received_at), SUM(fax_count), SUM(fax_pages) FROM messages
+"""
+_PER_MINUTE = " GROUP BY CAST(received_at / 60 AS INTEGER)"
+SENDER_USAGE = _USAGE + " WHERE sender_key = lower(?) AND received_at >= ?" + _PER_MINUTE
+MAILBOX_USAGE = _USAGE + " WHERE mailbox_user_id = ? AND received_at >= ?" + _PER_MINUTE

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -36,11 +37,13 @@ from gateway.store.base import (
     StoredDocument,
     StoredMessage,
     StoreError,
+    Usage,
     dumps,
 )
 
 T = TypeVar("T")
 _MAX_BATCH = 256
+_READERS = 3  # reader threads, each with its own connection (WAL readers never block)
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -102,9 +105,11 @@ class SQLiteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._write_pool = ThreadPoolExecutor(1, thread_name_prefix="store-write")
-        self._read_pool = ThreadPoolExecutor(1, thread_name_prefix="store-read")
+        self._read_pool = ThreadPoolExecutor(_READERS, thread_name_prefix="store-read")
+        self._local = threading.local()  # each reader thread keeps its own connection
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._closed = False
         self._writer_conn: sqlite3.Connection | None = None
-        self._reader_conn: sqlite3.Connection | None = None
         self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
@@ -134,15 +139,14 @@ class SQLiteStore:
 
         try:
             self._writer_conn = await loop.run_in_executor(self._write_pool, setup)
-            self._reader_conn = await loop.run_in_executor(self._read_pool, lambda: _connect(self.path))
         except sqlite3.Error as err:
             raise StoreError(f"cannot open the database {self.path}: {err}") from err
         self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
 
     async def close(self) -> None:
         if self._writer_task is not None:
-            while self._pending:
-                await asyncio.sleep(0.01)
+            with contextlib.suppress(StoreError):  # a barrier: everything before it is committed
+                await self._write(lambda conn: None)
             self._writer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer_task
@@ -150,10 +154,11 @@ class SQLiteStore:
         loop = asyncio.get_running_loop()
         if self._writer_conn is not None:
             await loop.run_in_executor(self._write_pool, self._writer_conn.close)
-        if self._reader_conn is not None:
-            await loop.run_in_executor(self._read_pool, self._reader_conn.close)
-        self._write_pool.shutdown(wait=True)
+        self._closed = True
         self._read_pool.shutdown(wait=True)
+        for conn in self._reader_conns:
+            conn.close()
+        self._write_pool.shutdown(wait=True)
 
     # -- plumbing --------------------------------------------------------------
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -215,12 +220,21 @@ class SQLiteStore:
         self.commits += 1
         return results
 
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._reader_conn
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
+            conn = _connect(self.path)
+            self._local.conn = conn
+            self._reader_conns.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
             raise StoreError("the store is closed")
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._read_pool, fn, conn)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._read_pool, lambda: fn(self._reader())
+            )
         except sqlite3.Error as err:
             raise StoreError(f"the database could not be read: {err}") from err
 
@@ -244,6 +258,9 @@ class SQLiteStore:
                     dumps(recipients),
                     dumps(message.options),
                     message.raw,
+                    message.envelope_from.lower(),
+                    len(message.recipients),
+                    len(message.recipients) * sum(d.pages for d in message.documents),
                 ),
             )
             for seq, doc in enumerate(message.documents):
@@ -472,7 +489,13 @@ class SQLiteStore:
         await self._write(lambda conn: conn.execute(q.UPDATE_FAX, (status, dumps(detail), now, fax_id)))
 
     async def finish_and_enqueue(
-        self, job: Job, *, owner: str, now: float, state: JobState, error: str | None = None,
+        self,
+        job: Job,
+        *,
+        owner: str,
+        now: float,
+        state: JobState,
+        error: str | None = None,
         enqueue: Sequence[NewJob] = (),
     ) -> bool:
         def apply(conn: sqlite3.Connection) -> bool:
@@ -512,8 +535,14 @@ class SQLiteStore:
             if r is None:
                 return None
             return ReceivedRecord(
-                fax_id=r[0], user_id=r[1], seen_at=r[2], metadata=json.loads(r[3]), state=r[4],
-                delivered_to=tuple(json.loads(r[5])), updated_at=r[6], has_image=bool(r[7]),
+                fax_id=r[0],
+                user_id=r[1],
+                seen_at=r[2],
+                metadata=json.loads(r[3]),
+                state=r[4],
+                delivered_to=tuple(json.loads(r[5])),
+                updated_at=r[6],
+                has_image=bool(r[7]),
             )
 
         return await self._read(read)
@@ -529,7 +558,11 @@ class SQLiteStore:
         await self._write(lambda conn: conn.execute(q.STORE_RECEIVED_IMAGE, (image, now, fax_id)))
 
     async def update_received(
-        self, fax_id: str, *, now: float, state: str | None = None,
+        self,
+        fax_id: str,
+        *,
+        now: float,
+        state: str | None = None,
         delivered_to: Sequence[str] | None = None,
     ) -> None:
         encoded = None if delivered_to is None else dumps(sorted(set(delivered_to)))
@@ -544,3 +577,51 @@ class SQLiteStore:
         return await self._read(
             lambda conn: [PollRecord(*r) for r in conn.execute(q.SELECT_POLLS).fetchall()]
         )
+
+    # -- tracking --------------------------------------------------------------------
+    async def finish_fax(
+        self,
+        job: Job,
+        *,
+        owner: str,
+        now: float,
+        status: str,
+        detail: dict[str, Any],
+        note: str,
+        final_statuses: Sequence[str],
+        report: NewJob | None = None,
+    ) -> tuple[bool, bool]:
+        finals = dumps(list(final_statuses))
+
+        def apply(conn: sqlite3.Connection) -> tuple[bool, bool]:
+            if conn.execute(q.FINISH_JOB, (JobState.DONE, None, now, job.id, owner)).rowcount != 1:
+                return False, False
+            conn.execute(q.UPDATE_FAX, (status, dumps(detail), now, job.ref))
+            row = conn.execute(q.SELECT_FAX, (job.ref,)).fetchone()
+            conn.execute(q.INSERT_EVENT, (now, row[1] if row else None, job.ref, status, note))
+            if report is None:
+                return True, False
+            unfinished = conn.execute(q.COUNT_UNFINISHED_FAXES, (job.ref, finals)).fetchone()[0]
+            if unfinished:
+                return True, False
+            cur = conn.execute(
+                q.INSERT_JOB,
+                (report.kind, report.ref, dumps(report.payload), report.run_after or now, now, now),
+            )
+            return True, cur.rowcount == 1
+
+        return await self._write(apply)
+
+    # -- health ------------------------------------------------------------------------
+    async def touch(self, *, now: float) -> None:
+        await self._write(lambda conn: conn.execute(q.TOUCH_HEALTH, (now,)))
+
+    # -- sending limits ----------------------------------------------------------------
+    async def sender_usage(self, sender: str, *, since: float) -> list[Usage]:
+        rows = await self._read(lambda conn: conn.execute(q.SENDER_USAGE, (sender, since)).fetchall())
+        return [Usage(*r) for r in rows]
+
+    async def mailbox_usage(self, mailbox_user_id: str, *, since: float) -> list[Usage]:
+        args = (mailbox_user_id, since)
+        rows = await self._read(lambda conn: conn.execute(q.MAILBOX_USAGE, args).fetchall())
+        return [Usage(*r) for r in rows]

@@ -23,6 +23,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from gateway.audit import Audit
 from gateway.core.retry import RetryPolicy
 from gateway.efax.client import EfaxClient
 from gateway.efax.errors import (
@@ -34,7 +35,7 @@ from gateway.efax.errors import (
 from gateway.efax.models import Destination, DocumentSource, FaxOptions
 from gateway.logs import event
 from gateway.settings import Mailbox
-from gateway.store.base import Job, JobKind, JobState, NewJob, Store, StoredMessage
+from gateway.store.base import Job, JobKind, JobState, NewJob, Store, StoredMessage, StoreError
 from gateway.workers.base import Worker
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,11 @@ class Dispatcher(Worker):
         *,
         policy: RetryPolicy,
         rng: random.Random | None = None,
+        audit: Audit | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(store, **kwargs)
+        self.audit = audit
         self.efax = efax
         self.mailboxes = {m.user_id: m for m in mailboxes}
         self.policy = policy
@@ -132,7 +135,7 @@ class Dispatcher(Worker):
             await self._fail(job, str(err))
             return
         pairs = [(f.fax_id, f.destination_fax_number) for f in faxes]
-        await self._record(job, pairs, "submitted")
+        await self._record(job, pairs, "submitted", message)
 
     def _opener(self, document_id: int) -> Callable[[], AsyncIterator[bytes]]:
         return lambda: self.store.document_chunks(document_id)
@@ -144,10 +147,12 @@ class Dispatcher(Worker):
             log.info("earlier attempt did not reach eFax; sending", extra=event("reconciled", job=job.ref))
             return False
         pairs = [(f.fax_id, f.destination_fax_number or "") for f in found]
-        await self._record(job, pairs, "found after an unknown outcome")
+        await self._record(job, pairs, "found after an unknown outcome", message)
         return True
 
-    async def _record(self, job: Job, pairs: list[tuple[str, str]], how: str) -> None:
+    async def _record(
+        self, job: Job, pairs: list[tuple[str, str]], how: str, message: StoredMessage | None = None
+    ) -> None:
         ok = await self.store.record_submission(
             job, owner=self.owner, now=self.clock(), faxes=pairs, note=how
         )
@@ -156,6 +161,8 @@ class Dispatcher(Worker):
                 "faxes handed to eFax",
                 extra=event("submitted", job=job.ref, faxes=",".join(f for f, _ in pairs), how=how),
             )
+            if self.audit is not None and message is not None:
+                self.audit.submitted(message, pairs)
         else:
             log.warning("lost the lease before recording", extra=event("lease lost", job=job.ref))
 
@@ -179,4 +186,10 @@ class Dispatcher(Worker):
             job, owner=self.owner, now=now, state=JobState.FAILED, error=reason, enqueue=follow
         )
         await self.store.add_event("failed", now=now, message_id=job.ref, detail=reason)
+        if self.audit is not None:
+            try:
+                message = await self.store.message(job.ref)
+            except StoreError:
+                message = None  # the audit line then carries the job id only
+            self.audit.failed(message, reason=reason, job=job.ref)
         log.warning("fax not sent: %s", reason, extra=event("failed", job=job.ref))

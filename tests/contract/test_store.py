@@ -21,10 +21,19 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 def message(n: int, content: bytes = b"%PDF-1.4 test") -> NewMessage:
     return NewMessage(
-        id=f"JOB{n:05d}", received_at=1000.0 + n, mailbox_user_id="u1", envelope_from="a@example.com",
-        header_from="a@example.com", report_to="a@example.com", auth="trusted 127.0.0.1",
-        message_id=f"<m{n}@example.com>", subject="s", recipients=[Recipient("13235551212", "+1 323-555-1212")],
-        options={"pages": 1}, raw=b"raw mail", documents=[NewDocument("a.pdf", "PDF", "pdf", 1, content)],
+        id=f"JOB{n:05d}",
+        received_at=1000.0 + n,
+        mailbox_user_id="u1",
+        envelope_from="a@example.com",
+        header_from="a@example.com",
+        report_to="a@example.com",
+        auth="trusted 127.0.0.1",
+        message_id=f"<m{n}@example.com>",
+        subject="s",
+        recipients=[Recipient("13235551212", "+1 323-555-1212")],
+        options={"pages": 1},
+        raw=b"raw mail",
+        documents=[NewDocument("a.pdf", "PDF", "pdf", 1, content)],
     )
 
 
@@ -40,7 +49,9 @@ async def test_accept_stores_message_documents_and_job_together(store: SQLiteSto
 
 async def test_a_failing_item_does_not_take_its_batch_down(store: SQLiteStore) -> None:
     results = await asyncio.gather(
-        store.accept_message(message(1)), store.accept_message(message(1)), store.accept_message(message(2)),
+        store.accept_message(message(1)),
+        store.accept_message(message(1)),
+        store.accept_message(message(2)),
         return_exceptions=True,
     )
     assert results[0] is None and results[2] is None

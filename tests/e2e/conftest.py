@@ -41,10 +41,18 @@ def gateway_settings(tmp_path: Path, simulator_url: str, **overrides: Any) -> Se
         "efax": {"base_url": simulator_url, "app_id": "test-app", "api_key": API_KEY},
         "dispatch": {"poll_idle_s": 0.05, "backoff_initial_s": 0.05, "backoff_max_s": 0.2},
         "mailboxes": [
-            {"user_id": ALICE_USER, "fax_number": "13235550100", "senders": [ALICE, "bob@example.com"],
-             "deliver_to": [ALICE]},
-            {"user_id": SCANNER_USER, "fax_number": "13235550200", "senders": ["*@scan.example.com"],
-             "deliver_to": ["frontdesk@example.com"]},
+            {
+                "user_id": ALICE_USER,
+                "fax_number": "13235550100",
+                "senders": [ALICE, "bob@example.com"],
+                "deliver_to": [ALICE],
+            },
+            {
+                "user_id": SCANNER_USER,
+                "fax_number": "13235550200",
+                "senders": ["*@scan.example.com"],
+                "deliver_to": ["frontdesk@example.com"],
+            },
         ],
     }
     for key, value in overrides.items():
@@ -56,7 +64,9 @@ def gateway_settings(tmp_path: Path, simulator_url: str, **overrides: Any) -> Se
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path, simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Gateway]:
+async def gateway(
+    tmp_path: Path, simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Gateway]:
     monkeypatch.chdir(tmp_path)
     gw = Gateway(gateway_settings(tmp_path, simulator.base_url))
     await gw.start()
@@ -92,8 +102,9 @@ def _smtp_send(port: int, sender: str, rcpts: list[str], data: bytes) -> SmtpRes
         return SmtpResult(code, text.decode(), "data")
 
 
-async def smtp_send(port: int, message: EmailMessage | bytes, *, sender: str = ALICE,
-                    rcpts: list[str] | None = None) -> SmtpResult:
+async def smtp_send(
+    port: int, message: EmailMessage | bytes, *, sender: str = ALICE, rcpts: list[str] | None = None
+) -> SmtpResult:
     """Send one mail through real SMTP; the reply of the first refusing step, or of DATA."""
     data = message if isinstance(message, bytes) else message.as_bytes(policy=email.policy.SMTP)
     if rcpts is None:
@@ -116,8 +127,14 @@ def make_pdf(pages: int = 1, marker: str = "doc") -> bytes:
     return out.getvalue()
 
 
-def pdf_mail(*, to: str = "13235551212@fax.local", sender: str = ALICE, subject: str = "Contract",
-             pdf: bytes | None = None, text: str = "Please sign.") -> EmailMessage:
+def pdf_mail(
+    *,
+    to: str = "13235551212@fax.local",
+    sender: str = ALICE,
+    subject: str = "Contract",
+    pdf: bytes | None = None,
+    text: str = "Please sign.",
+) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = to
@@ -142,9 +159,99 @@ async def sim_post(sim: RunningSimulator, path: str, body: dict[str, Any]) -> An
         return response.json() if response.content else None
 
 
-def requests_to(sim: RunningSimulator, method: str, path: str) -> Callable[[], Coroutine[Any, Any, list[dict[str, Any]]]]:
+def requests_to(
+    sim: RunningSimulator, method: str, path: str
+) -> Callable[[], Coroutine[Any, Any, list[dict[str, Any]]]]:
     async def read() -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = await sim_get(sim, "/_sim/requests", method=method, path=path)
         return items
 
     return read
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[Any]:
+    """A real SMTP sink on a loopback port, standing in for the mail relay (tests/sink.py)."""
+    from tests.sink import SmtpSink
+
+    relay = await SmtpSink().start()
+    yield relay
+    await relay.stop()
+
+
+# -- no secret in any log line -----------------------------------------------------------------
+# Secrets the e2e tests use (besides API_KEY); every SecretStr of every Gateway started during
+# a test (API key, relay password, webhook secret, password hashes) is checked as well.
+RELAY_PASSWORD = "relay-password-do-not-log"
+WEBHOOK_SECRET = "webhook-secret-do-not-log"
+USER_PASSWORD = "user-password-do-not-log"
+KNOWN_SECRETS = frozenset({API_KEY, RELAY_PASSWORD, WEBHOOK_SECRET, USER_PASSWORD})
+
+
+def secret_values(settings: Settings) -> set[str]:
+    """Every SecretStr value in the settings tree (long enough not to match by chance)."""
+    from pydantic import BaseModel, SecretStr
+
+    found: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, SecretStr):
+            if len(node.get_secret_value()) >= 8:
+                found.add(node.get_secret_value())
+        elif isinstance(node, BaseModel):
+            for name in type(node).model_fields:
+                walk(getattr(node, name))
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(settings)
+    return found
+
+
+def record_text(record: Any) -> str:
+    """A log record as anyone could read it: message, event fields, exception."""
+    import logging
+
+    try:
+        parts = [record.getMessage()]
+    except Exception:  # a bad format string is the logging call's bug, not ours to hide
+        parts = [str(record.msg), repr(record.args)]
+    fields = getattr(record, "_faxgw_fields", None)
+    if fields:
+        parts.append(repr(fields))
+    if record.exc_info:
+        parts.append(logging.Formatter().formatException(record.exc_info))
+    return "\n".join(parts)
+
+
+@pytest.fixture(autouse=True)
+def _no_secret_in_logs(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Every e2e test runs with logging at DEBUG; no known secret may appear in any record."""
+    import logging
+
+    secrets = set(KNOWN_SECRETS)
+    start = Gateway.start
+
+    async def start_and_note_secrets(self: Gateway) -> None:
+        secrets.update(secret_values(self.settings))
+        await start(self)
+
+    monkeypatch.setattr(Gateway, "start", start_and_note_secrets)
+    texts: list[str] = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            texts.append(record_text(record))
+
+    recorder, root = Recorder(logging.DEBUG), logging.getLogger()
+    level = root.level
+    root.addHandler(recorder)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(recorder)
+        root.setLevel(level)
+    leaks = [text for text in texts if any(secret in text for secret in secrets)]
+    assert not leaks, f"{len(leaks)} log record(s) carry a secret, e.g.: {leaks[0][:500]!r}"

@@ -62,7 +62,11 @@ async def test_sigkill_right_after_250_then_restart_submits_exactly_once(
     tmp_path: Path, simulator: RunningSimulator, slow_efax: bool
 ) -> None:
     if slow_efax:  # the kill lands while POST /faxes is in flight: outcome unknown
-        await sim_post(simulator, "/_sim/faults", {"method": "POST", "path": "/faxes", "kind": "slow", "delay_s": 0.5, "count": 1})
+        await sim_post(
+            simulator,
+            "/_sim/faults",
+            {"method": "POST", "path": "/faxes", "kind": "slow", "delay_s": 0.5, "count": 1},
+        )
     path = config(tmp_path, simulator.base_url)
     first = GatewayProcess(path, cwd=tmp_path).start()
     try:
@@ -80,7 +84,9 @@ async def test_sigkill_right_after_250_then_restart_submits_exactly_once(
     assert len(posts) == 1
 
 
-async def test_sigterm_stops_gracefully_with_exit_status_0(tmp_path: Path, simulator: RunningSimulator) -> None:
+async def test_sigterm_stops_gracefully_with_exit_status_0(
+    tmp_path: Path, simulator: RunningSimulator
+) -> None:
     gw = GatewayProcess(config(tmp_path, simulator.base_url), cwd=tmp_path).start()
     try:
         code = await asyncio.to_thread(gw.terminate)

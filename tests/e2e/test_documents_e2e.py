@@ -51,7 +51,9 @@ async def sent_documents(sim: RunningSimulator) -> tuple[list[tuple[str, int, st
 async def test_each_client_style_faxes_exactly_its_documents_in_order(
     gateway: Gateway, simulator: RunningSimulator, builder: str, expected: list[tuple[str, int, str]]
 ) -> None:
-    result = await smtp_send(gateway.smtp_port, getattr(corpus, builder)(), sender="alice@example.com", rcpts=RCPT)
+    result = await smtp_send(
+        gateway.smtp_port, getattr(corpus, builder)(), sender="alice@example.com", rcpts=RCPT
+    )
     assert result.code == 250, result
     documents, _ = await sent_documents(simulator)
     got = [(t, p, title if any(title == e[2] for e in expected) else "") for t, p, title in documents]
@@ -69,7 +71,9 @@ async def test_non_ascii_names_arrive_as_two_pdfs(gateway: Gateway, simulator: R
     assert [d.filename for d in stored.documents] == ["Überweisung März.pdf", "Größe €.pdf"]
 
 
-async def test_text_only_mail_is_the_fax_and_has_no_cover(gateway: Gateway, simulator: RunningSimulator) -> None:
+async def test_text_only_mail_is_the_fax_and_has_no_cover(
+    gateway: Gateway, simulator: RunningSimulator
+) -> None:
     assert (await smtp_send(gateway.smtp_port, corpus.text_only(), rcpts=RCPT)).code == 250
     documents, fax = await sent_documents(simulator)
     [(kind, _, text)] = documents
@@ -129,7 +133,10 @@ async def test_cpython_email_corpus_is_queued_or_refused_never_crashes(
     for path in paths:
         result = await smtp_send(gateway.smtp_port, _as_alice(path.read_bytes()), rcpts=RCPT)
         outcomes[result.code] = outcomes.get(result.code, 0) + 1
-        assert result.code == 250 or (result.code == 554 and result.text.startswith("5.6.0 ")), (path.name, result)
+        assert result.code == 250 or (result.code == 554 and result.text.startswith("5.6.0 ")), (
+            path.name,
+            result,
+        )
     assert outcomes.get(250, 0) > 10 and outcomes.get(554, 0) >= 1, outcomes
     # every queued mail reaches eFax
     await wait_until(lambda: _count_faxes(simulator, outcomes[250]), timeout=30)

@@ -82,8 +82,16 @@ async def test_body_only_mail_is_faxed_as_its_text(gateway: Gateway, simulator: 
 async def test_transient_errors_are_retried_into_exactly_one_fax(
     gateway: Gateway, simulator: RunningSimulator
 ) -> None:
-    await sim_post(simulator, "/_sim/faults", {"method": "POST", "path": "/faxes", "kind": "status", "status": 503, "count": 2})
-    await sim_post(simulator, "/_sim/faults", {"method": "POST", "path": "/faxes", "kind": "rate_limit", "retry_after": 0, "count": 1})
+    await sim_post(
+        simulator,
+        "/_sim/faults",
+        {"method": "POST", "path": "/faxes", "kind": "status", "status": 503, "count": 2},
+    )
+    await sim_post(
+        simulator,
+        "/_sim/faults",
+        {"method": "POST", "path": "/faxes", "kind": "rate_limit", "retry_after": 0, "count": 1},
+    )
     assert (await smtp_send(gateway.smtp_port, pdf_mail())).code == 250
     await one_fax(simulator)
     posts = await wait_until(lambda: _at_least(requests_to(simulator, "POST", "/faxes"), 4))
@@ -99,7 +107,9 @@ async def _at_least(read, n: int):  # type: ignore[no-untyped-def]
 async def test_connection_dropped_after_the_fax_was_created_sends_no_second_fax(
     gateway: Gateway, simulator: RunningSimulator
 ) -> None:
-    await sim_post(simulator, "/_sim/faults", {"method": "POST", "path": "/faxes", "kind": "drop_after", "count": 1})
+    await sim_post(
+        simulator, "/_sim/faults", {"method": "POST", "path": "/faxes", "kind": "drop_after", "count": 1}
+    )
     result = await smtp_send(gateway.smtp_port, pdf_mail())
     assert result.code == 250
     await wait_until(lambda: _dispatch_state(gateway, result.job_id, "done"), timeout=10)
@@ -115,7 +125,9 @@ async def test_connection_dropped_after_the_fax_was_created_sends_no_second_fax(
 async def test_connection_dropped_before_the_fax_was_created_sends_it_once(
     gateway: Gateway, simulator: RunningSimulator
 ) -> None:
-    await sim_post(simulator, "/_sim/faults", {"method": "POST", "path": "/faxes", "kind": "drop", "count": 1})
+    await sim_post(
+        simulator, "/_sim/faults", {"method": "POST", "path": "/faxes", "kind": "drop", "count": 1}
+    )
     result = await smtp_send(gateway.smtp_port, pdf_mail())
     await wait_until(lambda: _dispatch_state(gateway, result.job_id, "done"), timeout=10)
     assert len(await sim_get(simulator, "/_sim/faxes")) == 1
@@ -138,7 +150,11 @@ async def test_stale_token_is_renewed_once(gateway: Gateway, simulator: RunningS
 async def test_permanent_refusal_fails_the_job_with_the_reason(
     gateway: Gateway, simulator: RunningSimulator
 ) -> None:
-    await sim_post(simulator, "/_sim/faults", {"method": "POST", "path": "/faxes", "kind": "status", "status": 400, "count": 1})
+    await sim_post(
+        simulator,
+        "/_sim/faults",
+        {"method": "POST", "path": "/faxes", "kind": "status", "status": 400, "count": 1},
+    )
     result = await smtp_send(gateway.smtp_port, pdf_mail())
     await wait_until(lambda: _dispatch_state(gateway, result.job_id, "failed"))
     assert gateway.store is not None
@@ -151,8 +167,14 @@ async def test_failed_lookup_after_unknown_outcome_never_sends_blind(
     gateway: Gateway, simulator: RunningSimulator
 ) -> None:
     """drop_after creates the fax but loses the reply; the look-up then fails twice."""
-    await sim_post(simulator, "/_sim/faults", {"method": "POST", "path": "/faxes", "kind": "drop_after", "count": 1})
-    await sim_post(simulator, "/_sim/faults", {"method": "GET", "path": "/faxes/sent", "kind": "status", "status": 503, "count": 2})
+    await sim_post(
+        simulator, "/_sim/faults", {"method": "POST", "path": "/faxes", "kind": "drop_after", "count": 1}
+    )
+    await sim_post(
+        simulator,
+        "/_sim/faults",
+        {"method": "GET", "path": "/faxes/sent", "kind": "status", "status": 503, "count": 2},
+    )
     result = await smtp_send(gateway.smtp_port, pdf_mail())
     await wait_until(lambda: _dispatch_state(gateway, result.job_id, "done"), timeout=10)
     assert len(await sim_get(simulator, "/_sim/faxes")) == 1

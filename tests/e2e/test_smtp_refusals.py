@@ -27,15 +27,21 @@ async def no_fax_sent(sim: RunningSimulator) -> None:
         ("+442079460958@fax.local", "550 5.7.1 Faxes to GB are not allowed here (allowed: US)."),
     ],
 )
-async def test_recipient_refusals(gateway: Gateway, simulator: RunningSimulator, rcpt: str, reply: str) -> None:
+async def test_recipient_refusals(
+    gateway: Gateway, simulator: RunningSimulator, rcpt: str, reply: str
+) -> None:
     result = await smtp_send(gateway.smtp_port, pdf_mail(to=rcpt), rcpts=[rcpt])
     assert result.stage == "rcpt"
     assert f"{result.code} {result.text}".startswith(reply)
     await no_fax_sent(simulator)
 
 
-async def test_sender_not_allowed_is_refused_at_mail_from(gateway: Gateway, simulator: RunningSimulator) -> None:
-    result = await smtp_send(gateway.smtp_port, pdf_mail(sender="mallory@example.net"), sender="mallory@example.net")
+async def test_sender_not_allowed_is_refused_at_mail_from(
+    gateway: Gateway, simulator: RunningSimulator
+) -> None:
+    result = await smtp_send(
+        gateway.smtp_port, pdf_mail(sender="mallory@example.net"), sender="mallory@example.net"
+    )
     assert (result.stage, result.code) == ("mail", 550)
     assert result.text == (
         "5.7.1 mallory@example.net is not allowed to send faxes through this gateway; "
@@ -44,7 +50,9 @@ async def test_sender_not_allowed_is_refused_at_mail_from(gateway: Gateway, simu
 
 
 async def test_header_from_must_match_too(gateway: Gateway, simulator: RunningSimulator) -> None:
-    result = await smtp_send(gateway.smtp_port, pdf_mail(sender="mallory@example.net"), sender="alice@example.com")
+    result = await smtp_send(
+        gateway.smtp_port, pdf_mail(sender="mallory@example.net"), sender="alice@example.com"
+    )
     assert (result.stage, result.code) == ("data", 550)
     assert "The From: address mallory@example.net is not allowed" in result.text
     await no_fax_sent(simulator)
@@ -114,7 +122,9 @@ async def test_nothing_to_fax_is_refused_at_data(
     msg["Subject"] = "x"
     if build == "zip":
         msg.set_content("")
-        msg.add_attachment(b"PK\x03\x04" + b"\0" * 100, maintype="application", subtype="zip", filename="files.zip")
+        msg.add_attachment(
+            b"PK\x03\x04" + b"\0" * 100, maintype="application", subtype="zip", filename="files.zip"
+        )
     result = await smtp_send(gateway.smtp_port, msg)
     assert (result.stage, result.code) == ("data", 554)
     assert result.text.startswith("5.6.0 ")
@@ -145,7 +155,9 @@ async def test_store_trouble_is_a_temporary_refusal_and_nothing_is_lost(
     assert (await smtp_send(gateway.smtp_port, pdf_mail())).code == 250
 
 
-async def test_too_many_recipients(tmp_path: Path, simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_too_many_recipients(
+    tmp_path: Path, simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     settings = gateway_settings(tmp_path, simulator.base_url, smtp={"max_recipients": 2})
     rcpts = ["13235551212@fax.local", "13235551213@fax.local", "13235551214@fax.local"]

@@ -77,9 +77,7 @@ async def client(sim: RunningSimulator) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def get_token(http: httpx.AsyncClient, app_id: str = "app", api_key: str = "key") -> str:
-    reply = await http.post(
-        "/tokens", auth=(app_id, api_key), data={"grant_type": "client_credentials"}
-    )
+    reply = await http.post("/tokens", auth=(app_id, api_key), data={"grant_type": "client_credentials"})
     assert reply.status_code == 200, reply.text
     return str(reply.json()["access_token"])
 

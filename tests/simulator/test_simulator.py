@@ -58,9 +58,7 @@ async def details(client: httpx.AsyncClient, headers: Headers, fax_id: str) -> d
 
 
 async def test_token_flow_and_auth_errors(client: httpx.AsyncClient) -> None:
-    reply = await client.post(
-        "/tokens", auth=("app", "key"), data={"grant_type": "client_credentials"}
-    )
+    reply = await client.post("/tokens", auth=("app", "key"), data={"grant_type": "client_credentials"})
     assert reply.status_code == 200
     body = reply.json()
     assert set(body) == {"access_token", "token_type", "expires_in", "scope", "jti"}
@@ -200,9 +198,7 @@ async def test_outcomes_by_number_suffix(
     assert (await details(client, headers, busy))["error_message"] == "Number busy"
 
 
-async def test_cancel_then_conflict(
-    client: httpx.AsyncClient, headers: Headers, clock: FakeClock
-) -> None:
+async def test_cancel_then_conflict(client: httpx.AsyncClient, headers: Headers, clock: FakeClock) -> None:
     pending, finished = await send(client, headers, "13235550101", "13235550102")
     reply = await client.post(f"/faxes/{pending}/cancel", headers=headers)
     assert reply.status_code == 202
@@ -344,9 +340,7 @@ async def test_rate_limit_faults(client: httpx.AsyncClient, headers: Headers) ->
         "/_sim/faults",
         json={"method": "GET", "path": "/faxes/sent", "kind": "rate_limit", "retry_after": 7},
     )
-    await client.post(
-        "/_sim/faults", json={"path": "/faxes/sent", "kind": "rate_limit", "plain": True}
-    )
+    await client.post("/_sim/faults", json={"path": "/faxes/sent", "kind": "rate_limit", "plain": True})
     first = await client.get("/faxes/sent", headers=headers)
     assert first.status_code == 429 and first.headers["retry-after"] == "7"
     assert_error_shape(first.json(), "TOO_MANY_REQUESTS")

@@ -6,7 +6,9 @@ US = frozenset({"US"})
 
 
 def parse(address: str, allowed: frozenset[str] = US, country: str = "US"):
-    return parse_fax_address(address, fax_domain="fax.local", default_country=country, allowed_countries=allowed)
+    return parse_fax_address(
+        address, fax_domain="fax.local", default_country=country, allowed_countries=allowed
+    )
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,9 @@ def test_defaults_are_safe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert s.allowed_countries == frozenset({"US"})
 
 
-def test_environment_beats_toml_and_flags_beat_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_beats_toml_and_flags_beat_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write(tmp_path, '[efax]\napp_id = "from-toml"\n[smtp]\nlisten = "127.0.0.1:2000"\n')
     monkeypatch.setenv("FAXGW_EFAX__APP_ID", "from-env")
     monkeypatch.setenv("FAXGW_SMTP__LISTEN", "127.0.0.1:3000")
@@ -51,10 +53,10 @@ def test_secret_from_file_and_never_in_repr(tmp_path: Path, monkeypatch: pytest.
     ("toml", "key"),
     [
         ('[smtp]\nlisten = "nonsense"\n', "smtp.listen"),
-        ('[inbound]\npoll_interval_s = 5\n', "inbound.poll_interval_s"),
+        ("[inbound]\npoll_interval_s = 5\n", "inbound.poll_interval_s"),
         ('default_country = "XX"\n', "default_country"),
         ('[efax]\nbase_url = "ftp://x"\n', "efax.base_url"),
-        ('[smtp]\nlisten_port = 25\n', "smtp.listen_port"),
+        ("[smtp]\nlisten_port = 25\n", "smtp.listen_port"),
         ('[relay]\ntls = "maybe"\n', "relay.tls"),
     ],
 )
@@ -88,13 +90,17 @@ def test_example_configuration_names_every_setting_and_loads(tmp_path: Path) -> 
     example = Path(__file__).parents[2] / "config" / "gateway.example.toml"
     text = example.read_text()
     load_settings(example)
-    uncommented = re.sub(r"^# (\[\[mailboxes\]\]|\w+ = .*)$", r"\1", text, flags=re.M)
+    uncommented = re.sub(r"^# (\[\[(?:mailboxes|users)\]\]|\w+ = .*)$", r"\1", text, flags=re.M)
     data = tomllib.loads(uncommented)
     for name, field in Settings.model_fields.items():
         if name == "mailboxes":
             from gateway.settings import Mailbox
 
             assert set(data["mailboxes"][0]) == set(Mailbox.model_fields)
+        elif name == "users":
+            from gateway.settings import User
+
+            assert set(data["users"][0]) == set(User.model_fields)
         elif hasattr(field.annotation, "model_fields"):
             assert set(data[name]) == set(field.annotation.model_fields), name  # type: ignore[union-attr]
         else:

@@ -1,0 +1,121 @@
+"""How fast ``fax-gateway serve`` says 250, against aiosmtpd that only says 250.
+
+    uv run python bench/accept_rate.py [--mails 2000] [--sessions 10] [--pdf-kb 100] [--cli]
+
+Load: ``--mails`` mails, each with one PDF attachment of ``--pdf-kb`` KB (random pixels,
+so ~1.37x that on the wire), over ``--sessions`` parallel SMTP sessions (one smtplib
+thread each, one connection each, consecutive transactions on it).
+
+Targets, each a fresh child process on 127.0.0.1 port 0:
+  bare     bench/_bare_smtp.py: aiosmtpd, a handler that answers 250 and keeps nothing;
+  gateway  serve (bench/_serve.py, or ``--cli``: python -m gateway.cli serve) with a temp
+           SQLite database, dispatching to a simulator in its own process (default
+           dispatch.workers), so the gateway pays for dispatch while it accepts, as it
+           would in production.
+
+Two rounds, in opposite order (bare, gateway / gateway, bare), because the machine is
+shared and noisy: a ratio is only meaningful between numbers of the same run. The rate
+is mails / (release of the sessions -> last DATA reply). Commits per mail are the
+store's physical commits in that window (they include the dispatcher's writes) divided
+by the mails. Bar: gateway/bare >= 0.8. Exit 0 unless a mail was refused or a child failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from _harness import (
+    BlastResult,
+    Children,
+    MailFactory,
+    blast,
+    commits,
+    make_pdf,
+    port_of,
+    sim_post_count,
+    verdict,
+)
+
+BAR = 0.8
+
+
+def run_bare(children: Children, name: str, args: argparse.Namespace, factory: MailFactory) -> BlastResult:
+    bare = children.bare(name)
+    try:
+        return blast(port_of(bare), args.mails, args.sessions, factory)
+    finally:
+        children.stop(bare)
+
+
+def run_gateway(
+    children: Children, name: str, args: argparse.Namespace, factory: MailFactory
+) -> tuple[BlastResult, str]:
+    sim = children.simulator(f"{name}-simulator")
+    gw = children.gateway(name, sim.address, cli=args.cli)
+    try:
+        before = None if args.cli else commits(gw)
+        result = blast(port_of(gw), args.mails, args.sessions, factory)
+        after = None if args.cli else commits(gw)
+        posted = sim_post_count(sim.address)
+    finally:
+        children.stop(gw)
+        children.stop(sim)
+    extra = f"POST /faxes done meanwhile: {posted}"
+    if before is not None and after is not None:
+        extra = f"store commits/mail {(after - before) / args.mails:.3f} ({after - before} commits); " + extra
+    return result, extra
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mails", type=int, default=2000)
+    parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--pdf-kb", type=int, default=100)
+    parser.add_argument(
+        "--cli", action="store_true", help="run python -m gateway.cli serve (no commit count)"
+    )
+    args = parser.parse_args()
+
+    factory = MailFactory.for_pdf(make_pdf(args.pdf_kb * 1000))
+    print(
+        f"accept_rate: {args.mails} mails of {factory.size / 1000:.0f} KB (PDF {args.pdf_kb} KB), "
+        f"{args.sessions} SMTP sessions, {os.cpu_count()} cores"
+    )
+    ratios: list[float] = []
+    totals = {"bare": [0.0, 0], "gateway": [0.0, 0]}
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="faxgw-bench-") as tmp, Children(Path(tmp)) as children:
+        for number, order in enumerate((("bare", "gateway"), ("gateway", "bare")), start=1):
+            rates: dict[str, float] = {}
+            for kind in order:
+                name = f"{kind}-{number}"
+                if kind == "bare":
+                    result, extra = run_bare(children, name, args, factory), ""
+                else:
+                    result, extra = run_gateway(children, name, args, factory)
+                rates[kind] = result.rate
+                totals[kind][0] += result.elapsed_s
+                totals[kind][1] += result.mails
+                print(f"round {number} {result.line(kind)}")
+                if extra:
+                    print(f"                 {extra}")
+                if result.refused:
+                    failed = True
+                    print(f"                 REFUSED {len(result.refused)}: {result.refused[0]}")
+            ratios.append(rates["gateway"] / rates["bare"])
+    overall = (totals["gateway"][1] / totals["gateway"][0]) / (totals["bare"][1] / totals["bare"][0])
+    judged = "INVALID, mails were refused" if failed else verdict(overall >= BAR)
+    print(
+        "ratio gateway/bare: "
+        + ", ".join(f"round {n} {r:.3f}" for n, r in enumerate(ratios, start=1))
+        + f", overall {overall:.3f}  (bar >= {BAR}: {judged})"
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
