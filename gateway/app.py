@@ -159,7 +159,19 @@ class Gateway:
             )
             for n in range(s.tracking.workers)
         ]
-        return [*trackers, reporter]
+        from gateway.workers.partials import PartialReaper
+
+        reaper = PartialReaper(
+            self.store,
+            self.mail,
+            from_address=s.relay.from_address,
+            window_s=s.smtp.partial_window_s,
+            policy=policy,
+            name="partial-0",
+            lease_s=s.dispatch.lease_s,
+            idle_s=s.dispatch.poll_idle_s,
+        )
+        return [*trackers, reporter, reaper]
 
     def _inbound_workers(self) -> list[Worker]:
         """Received faxes: the poller and delivery to the mapped inboxes.

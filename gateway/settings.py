@@ -107,6 +107,10 @@ class SmtpSettings(_Section):
     max_header_bytes: int = Field(262_144, gt=0, description="largest header block of a mail, bytes")
     max_headers: int = Field(500, gt=0, description="most header fields in one mail")
 
+    partial_window_s: float = Field(
+        3600, gt=0, description="how long the pieces of a split (message/partial) mail are kept"
+    )
+
     _check_listen = field_validator("listen")(staticmethod(_host_port))
 
     @field_validator("implicit_tls_listen")

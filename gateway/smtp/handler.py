@@ -32,6 +32,7 @@ Settings: ``fax_domain``, ``default_country``, ``smtp.*``, ``policy.*``, ``users
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import time
@@ -56,9 +57,12 @@ from gateway.core.documents import (
     DocumentError,
     Extraction,
     ExtractionLimits,
+    SplitMessage,
     TooManyPages,
     extract_documents,
     parse_message,
+    partial_key,
+    reassemble_partials,
 )
 from gateway.core.ids import new_job_id
 from gateway.core.policy import DAY_S, RateLimits, Use, Verdict, check_rates, header_refusal, payload_refusal
@@ -77,6 +81,7 @@ class _Transaction:
 
     mailboxes: list[Mailbox] = field(default_factory=list)
     recipients: list[tuple[str, FaxNumber]] = field(default_factory=list)  # (address, number)
+    partial: tuple[str, str] | None = None  # (sender key, id) when this DATA completed a split mail
 
 
 def _transaction(envelope: Envelope) -> _Transaction:
@@ -263,6 +268,16 @@ class FaxHandler(AuthMechanisms):
 
     # -- what ---------------------------------------------------------------------------
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        reply = await self._data(server, session, envelope)
+        piece = _transaction(envelope).partial
+        if piece is not None and not reply.startswith("4"):
+            # The whole mail was stored on its own, or refused to this session: the pieces
+            # go. After a 4xx they stay, for the client's retry of the last piece.
+            with contextlib.suppress(StoreError):  # else the PARTIAL job tidies up later
+                await self.store.drop_partial(sender_key=piece[0], partial_id=piece[1])
+        return reply
+
+    async def _data(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         processing = getattr(server, "processing", None)
         if processing is not None:
             processing()
@@ -283,6 +298,18 @@ class FaxHandler(AuthMechanisms):
             return refuse(too_much)
         try:
             message, extraction = await asyncio.to_thread(self._read, raw)
+        except SplitMessage:
+            # One piece of a message/partial mail: keep it; the last one to arrive
+            # carries the whole mail on through the checks below.
+            whole = await self._piece(raw, sender, envelope)
+            if isinstance(whole, str):
+                return whole if whole.startswith("250") else refuse(whole)
+            try:
+                message, extraction = await asyncio.to_thread(self._read, whole)
+            except DocumentError as err:  # a piece within a piece included
+                return refuse(f"554 5.6.0 {_one_line(str(err))}")
+            raw = whole
+            envelope.original_content = whole
         except TooManyPages as err:
             return refuse(f"552 5.3.4 {_one_line(str(err))}")
         except DocumentError as err:
@@ -366,6 +393,36 @@ class FaxHandler(AuthMechanisms):
             documents=len(new.documents),
         )
         return f"250 2.0.0 Ok: queued as {new.id}"
+
+    async def _piece(self, raw: bytes, sender: str, envelope: Envelope) -> bytes | str:
+        """Keep a message/partial piece: the whole mail once complete, else the reply."""
+        head = await asyncio.to_thread(parse_message, raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+        key = partial_key(head)
+        if key is None:
+            return "554 5.6.0 This is a piece of a split message without a usable id or number."
+        ident, number, total = key
+        now = self.clock()
+        window = self.settings.smtp.partial_window_s
+        payload = {"sender": sender, "subject": str(head.get("Subject", "")), "id": ident}
+        try:
+            pieces = await self.store.add_partial(
+                sender_key=sender.lower(), partial_id=ident, number=number, total=total, raw=raw,
+                now=now, expire_at=now + window, payload=payload,
+            )
+        except StoreError as err:
+            log.error("cannot store a piece: %s", err, extra=event("store failed"))
+            return "451 4.3.0 The gateway cannot store your mail right now; please try again later."
+        if pieces is None:
+            log.info("piece kept", extra=event("piece kept", number=number, total=total))
+            return (
+                f"250 2.0.0 Ok: piece {number} of a split message kept; it is faxed when every "
+                f"piece has arrived (within {window / 60:g} minutes)"
+            )
+        _transaction(envelope).partial = (sender.lower(), ident)
+        try:
+            return reassemble_partials(pieces)
+        except DocumentError as err:
+            return f"554 5.6.0 {_one_line(str(err))}"
 
     def _read(self, raw: bytes) -> tuple[EmailMessage, Extraction]:
         message = parse_message(raw)

@@ -34,6 +34,7 @@ class JobKind(StrEnum):
     TRACK = "track"  # follow one fax to its final state
     REPORT = "report"  # mail the sender what happened
     DELIVER = "deliver"  # mail a received fax to its mapped inboxes
+    PARTIAL = "partial"  # a split mail's pieces: tell the sender if they never all arrive
 
 
 class StoreError(Exception):
@@ -318,6 +319,21 @@ class Store(Protocol):
 
     async def mailbox_usage(self, mailbox_user_id: str, *, since: float) -> list[Usage]:
         """Mails accepted for this mailbox (eFax user id) since ``since``."""
+
+    # -- message/partial pieces -------------------------------------------------------------
+    async def add_partial(
+        self, *, sender_key: str, partial_id: str, number: int, total: int | None, raw: bytes,
+        now: float, expire_at: float, payload: dict[str, Any],
+    ) -> list[bytes] | None:
+        """Keep one piece (and, with the first, a PARTIAL job due at ``expire_at``).
+
+        Returns every piece once all of them are here, else None.
+        """
+
+    async def partial_pieces(self, *, sender_key: str, partial_id: str) -> list[tuple[int, int | None]]:
+        """(number, total) of the pieces kept."""
+
+    async def drop_partial(self, *, sender_key: str, partial_id: str) -> None: ...
 
 
 @dataclass(frozen=True)

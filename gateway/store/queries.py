@@ -155,3 +155,16 @@ SELECT MAX(received_at), SUM(fax_count), SUM(fax_pages) FROM messages
 _PER_MINUTE = " GROUP BY CAST(received_at / 60 AS INTEGER)"
 SENDER_USAGE = _USAGE + " WHERE sender_key = lower(?) AND received_at >= ?" + _PER_MINUTE
 MAILBOX_USAGE = _USAGE + " WHERE mailbox_user_id = ? AND received_at >= ?" + _PER_MINUTE
+
+INSERT_PARTIAL = """
+INSERT INTO partials (sender_key, partial_id, number, total, received_at, raw) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (sender_key, partial_id, number) DO NOTHING
+"""
+
+SELECT_PARTIAL_NUMBERS = """
+SELECT number, total FROM partials WHERE sender_key = ? AND partial_id = ? ORDER BY number
+"""
+
+SELECT_PARTIAL_RAW = "SELECT raw FROM partials WHERE sender_key = ? AND partial_id = ? ORDER BY number"
+
+DELETE_PARTIAL = "DELETE FROM partials WHERE sender_key = ? AND partial_id = ?"

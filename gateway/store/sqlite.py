@@ -625,3 +625,32 @@ class SQLiteStore:
         args = (mailbox_user_id, since)
         rows = await self._read(lambda conn: conn.execute(q.MAILBOX_USAGE, args).fetchall())
         return [Usage(*r) for r in rows]
+
+    # -- message/partial pieces -------------------------------------------------------------
+    async def add_partial(
+        self, *, sender_key: str, partial_id: str, number: int, total: int | None, raw: bytes,
+        now: float, expire_at: float, payload: dict[str, Any],
+    ) -> list[bytes] | None:
+        key = (sender_key, partial_id)
+
+        def apply(conn: sqlite3.Connection) -> list[bytes] | None:
+            first = not conn.execute(q.SELECT_PARTIAL_NUMBERS, key).fetchone()
+            conn.execute(q.INSERT_PARTIAL, (*key, number, total, now, raw))
+            if first:
+                ref = f"{sender_key} {partial_id}"
+                conn.execute(q.INSERT_JOB, (JobKind.PARTIAL, ref, dumps(payload), expire_at, now, now))
+            rows = conn.execute(q.SELECT_PARTIAL_NUMBERS, key).fetchall()
+            totals = {t for _, t in rows if t is not None}
+            if len(totals) != 1 or {n for n, _ in rows} != set(range(1, totals.pop() + 1)):
+                return None
+            return [bytes(r[0]) for r in conn.execute(q.SELECT_PARTIAL_RAW, key)]
+
+        return await self._write(apply)
+
+    async def partial_pieces(self, *, sender_key: str, partial_id: str) -> list[tuple[int, int | None]]:
+        return await self._read(
+            lambda conn: [(n, t) for n, t in conn.execute(q.SELECT_PARTIAL_NUMBERS, (sender_key, partial_id))]
+        )
+
+    async def drop_partial(self, *, sender_key: str, partial_id: str) -> None:
+        await self._write(lambda conn: conn.execute(q.DELETE_PARTIAL, (sender_key, partial_id)))

@@ -178,3 +178,14 @@ async def test_poll_bookkeeping(store: SQLiteStore) -> None:
     await store.record_poll("u", now=20, ok=False, error="503")
     [poll] = await store.polls()
     assert (poll.last_try_at, poll.last_ok_at, poll.last_error) == (20, 10, "503")
+
+
+async def test_partial_pieces_complete_only_with_every_number(store: SQLiteStore) -> None:
+    args = {"sender_key": "a@x", "partial_id": "p1", "now": 1.0, "expire_at": 100.0, "payload": {}}
+    assert await store.add_partial(number=2, total=None, raw=b"two", **args) is None
+    assert await store.add_partial(number=3, total=3, raw=b"three", **args) is None
+    assert await store.add_partial(number=2, total=None, raw=b"two", **args) is None  # a resend
+    assert await store.add_partial(number=1, total=None, raw=b"one", **args) == [b"one", b"two", b"three"]
+    assert [j.ref for j in await store.jobs(kind=JobKind.PARTIAL)] == ["a@x p1"]  # one expiry job
+    await store.drop_partial(sender_key="a@x", partial_id="p1")
+    assert await store.partial_pieces(sender_key="a@x", partial_id="p1") == []
