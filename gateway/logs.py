@@ -41,7 +41,7 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "uvicorn.access", "mail.log"):
+    for noisy in ("httpx", "httpcore", "uvicorn.access", "mail.log", "pikepdf"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -134,7 +134,10 @@ class Dispatcher(Worker):
             await self.store.set_submit_state(message.id, "none", now=self.clock())
             await self._fail(job, str(err))
             return
-        pairs = [(f.fax_id, f.destination_fax_number) for f in faxes]
+        if len(faxes) == len(message.recipients):  # one per destination, in order: keep our spelling
+            pairs = [(f.fax_id, r.number) for f, r in zip(faxes, message.recipients, strict=True)]
+        else:
+            pairs = [(f.fax_id, f.destination_fax_number) for f in faxes]
         await self._record(job, pairs, "submitted", message)
 
     def _opener(self, document_id: int) -> Callable[[], AsyncIterator[bytes]]:
