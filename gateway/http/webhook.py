@@ -169,6 +169,10 @@ async def _act(note: Notification, gateway: Gateway) -> None:
         direction = "OUTBOUND" if await store.fax(note.fax_id) is not None else "INBOUND"
     if direction == "OUTBOUND":
         found = await store.expedite(JobKind.TRACK, note.fax_id, now=time.time())
+        if found:  # read its status now, not at the trackers' next idle tick
+            for worker in gateway.workers:
+                if getattr(worker, "kind", None) is JobKind.TRACK:
+                    worker.nudge()
         log.info("webhook: outbound fax", extra=event("webhook", fax=note.fax_id, tracked=found))
         return
     poller = next((w for w in gateway.workers if isinstance(w, Poller)), None)

@@ -192,3 +192,46 @@ async def test_the_webhook_is_refused_when_no_secret_is_configured(
         body = json.dumps({"fax_id": str(uuid.uuid4())}).encode()
         response = await post_webhook(gateway, body, {HEADER: sign(body, "").hex()})
     assert response.status_code == 403
+
+
+async def test_an_outbound_notification_reports_a_delivered_fax_without_waiting_for_the_schedule(
+    tmp_path: Path, simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next scheduled status read is an hour away; the signed webhook makes it now."""
+    import hashlib
+    import hmac
+
+    import httpx
+
+    from tests.e2e.conftest import gateway_settings, pdf_mail, sim_get, smtp_send
+    from tests.helpers import wait_until
+
+    monkeypatch.chdir(tmp_path)
+    config = gateway_settings(
+        tmp_path,
+        simulator.base_url,
+        tracking={"first_check_s": 3600},
+        inbound={"webhook_secret": "outbound-hook-secret"},
+        dispatch={"poll_idle_s": 5},  # idle workers would not look again for 5 s
+    )
+    async with Gateway(config) as gateway:
+        assert (await smtp_send(gateway.smtp_port, pdf_mail())).code == 250
+        [fax] = await wait_until(lambda: sim_get(simulator, "/_sim/faxes"))
+        await wait_until(lambda: _state_is(simulator, fax["fax_id"], "COMPLETE"))
+        body = json.dumps({"fax_id": fax["fax_id"], "direction": "OUTBOUND"}).encode()
+        signature = hmac.new(b"outbound-hook-secret", body, hashlib.sha256).hexdigest()
+        async with httpx.AsyncClient(base_url=gateway.http_server.base_url) as client:
+            started = time.monotonic()
+            response = await client.post("/webhooks/efax", content=body, headers={HEADER: signature})
+        assert response.status_code == 202
+        reports = tmp_path / "mail" / "new"
+        await wait_until(lambda: reports.exists() and any(reports.iterdir()), timeout=2)
+        assert time.monotonic() - started < 2
+    [report] = list(reports.iterdir())
+    assert b"Subject: Fax delivered: Contract" in report.read_bytes()
+
+
+async def _state_is(simulator: RunningSimulator, fax_id: str, state: str) -> bool:
+    from tests.e2e.conftest import sim_get
+
+    return (await sim_get(simulator, f"/_sim/faxes/{fax_id}"))["state"] == state
