@@ -144,3 +144,26 @@ async def test_cpython_email_corpus_is_queued_or_refused_never_crashes(
 
 async def _count_faxes(sim: RunningSimulator, n: int) -> bool:
     return len(await sim_get(sim, "/_sim/faxes")) >= n
+
+
+RTF = rb"{\rtf1\ansi\deff0 {\fonttbl {\f0 Times;}} \f0\fs24 Office document for the fax.\par}"
+
+
+def _rtf_mail() -> bytes:
+    msg = corpus._new("Minutes")
+    msg.set_content("The minutes are attached.")
+    msg.add_attachment(RTF, maintype="application", subtype="rtf", filename="minutes.rtf")
+    return corpus._bytes(msg)
+
+
+@pytest.mark.skipif(
+    __import__("shutil").which("soffice") is None,
+    reason="LibreOffice is not installed (.ci/run installs it; the Dockerfile ships it)",
+)
+async def test_an_office_document_is_converted_with_libreoffice(
+    gateway: Gateway, simulator: RunningSimulator
+) -> None:
+    result = await smtp_send(gateway.smtp_port, _rtf_mail(), rcpts=RCPT)
+    assert result.code == 250, result
+    documents, _ = await sent_documents(simulator)
+    assert [(kind, pages) for kind, pages, _ in documents] == [("PDF", 1)]
