@@ -32,6 +32,22 @@ async def simulator() -> AsyncIterator[RunningSimulator]:
     await sim.stop()
 
 
+MAILBOXES: list[dict[str, Any]] = [
+    {
+        "user_id": ALICE_USER,
+        "fax_number": "13235550100",
+        "senders": [ALICE, "bob@example.com"],
+        "deliver_to": [ALICE],
+    },
+    {
+        "user_id": SCANNER_USER,
+        "fax_number": "13235550200",
+        "senders": ["*@scan.example.com"],
+        "deliver_to": ["frontdesk@example.com"],
+    },
+]
+
+
 def gateway_settings(tmp_path: Path, simulator_url: str, **overrides: Any) -> Settings:
     base: dict[str, Any] = {
         "smtp": {"listen": "127.0.0.1:0"},
@@ -40,20 +56,7 @@ def gateway_settings(tmp_path: Path, simulator_url: str, **overrides: Any) -> Se
         "relay": {"maildir": str(tmp_path / "mail")},
         "efax": {"base_url": simulator_url, "app_id": "test-app", "api_key": API_KEY},
         "dispatch": {"poll_idle_s": 0.05, "backoff_initial_s": 0.05, "backoff_max_s": 0.2},
-        "mailboxes": [
-            {
-                "user_id": ALICE_USER,
-                "fax_number": "13235550100",
-                "senders": [ALICE, "bob@example.com"],
-                "deliver_to": [ALICE],
-            },
-            {
-                "user_id": SCANNER_USER,
-                "fax_number": "13235550200",
-                "senders": ["*@scan.example.com"],
-                "deliver_to": ["frontdesk@example.com"],
-            },
-        ],
+        "mailboxes": [dict(m) for m in MAILBOXES],
     }
     for key, value in overrides.items():
         if isinstance(value, dict):
@@ -85,21 +88,26 @@ class SmtpResult:
         return self.text.rsplit(" ", 1)[-1]
 
 
+def smtp_transaction(client: smtplib.SMTP, sender: str, rcpts: list[str], data: bytes) -> SmtpResult:
+    """MAIL, RCPT..., DATA on an open session: the reply of the first refusing step, or of DATA."""
+    code, text = client.mail(sender)
+    if code >= 400:
+        return SmtpResult(code, text.decode(), "mail")
+    for rcpt in rcpts:
+        code, text = client.rcpt(rcpt)
+        if code >= 400:
+            return SmtpResult(code, text.decode(), "rcpt")
+    try:
+        code, text = client.data(data)
+    except smtplib.SMTPDataError as err:
+        return SmtpResult(err.smtp_code, err.smtp_error.decode(), "data")
+    return SmtpResult(code, text.decode(), "data")
+
+
 def _smtp_send(port: int, sender: str, rcpts: list[str], data: bytes) -> SmtpResult:
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         client.ehlo("client.example.com")
-        code, text = client.mail(sender)
-        if code >= 400:
-            return SmtpResult(code, text.decode(), "mail")
-        for rcpt in rcpts:
-            code, text = client.rcpt(rcpt)
-            if code >= 400:
-                return SmtpResult(code, text.decode(), "rcpt")
-        try:
-            code, text = client.data(data)
-        except smtplib.SMTPDataError as err:
-            return SmtpResult(err.smtp_code, err.smtp_error.decode(), "data")
-        return SmtpResult(code, text.decode(), "data")
+        return smtp_transaction(client, sender, rcpts, data)
 
 
 async def smtp_send(

@@ -18,7 +18,7 @@ import trustme
 
 from gateway.core.passwords import hash_password
 from gateway.settings import Settings
-from tests.e2e.conftest import USER_PASSWORD, SmtpResult, gateway_settings
+from tests.e2e.conftest import USER_PASSWORD, SmtpResult, gateway_settings, smtp_transaction
 
 USER = "alice"
 USER_HASH = hash_password(USER_PASSWORD)
@@ -88,18 +88,7 @@ def send(
                 client.auth(mechanism, method, initial_response_ok=mechanism == "PLAIN")
             except smtplib.SMTPAuthenticationError as err:
                 return SmtpResult(err.smtp_code, err.smtp_error.decode(), "auth")
-        code, text = client.mail(sender)
-        if code >= 400:
-            return SmtpResult(code, text.decode(), "mail")
-        for rcpt in rcpts:
-            code, text = client.rcpt(rcpt)
-            if code >= 400:
-                return SmtpResult(code, text.decode(), "rcpt")
-        try:
-            code, text = client.data(data)
-        except smtplib.SMTPDataError as err:
-            return SmtpResult(err.smtp_code, err.smtp_error.decode(), "data")
-        return SmtpResult(code, text.decode(), "data")
+        return smtp_transaction(client, sender, rcpts, data)
 
 
 @dataclass

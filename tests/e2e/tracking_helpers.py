@@ -13,23 +13,9 @@ from gateway.app import Gateway
 from gateway.commands.queue import queue
 from gateway.simulator.server import RunningSimulator
 from gateway.store.base import JobKind, JobState
-from tests.e2e.conftest import ALICE, ALICE_USER, SCANNER_USER, gateway_settings, sim_get
+from tests.e2e.conftest import gateway_settings, sim_get
 
 FAST_TRACKING = {"first_check_s": 0.05, "max_interval_s": 0.2}
-MAILBOXES = [
-    {
-        "user_id": ALICE_USER,
-        "fax_number": "13235550100",
-        "senders": [ALICE, "bob@example.com"],
-        "deliver_to": [ALICE],
-    },
-    {
-        "user_id": SCANNER_USER,
-        "fax_number": "13235550200",
-        "senders": ["*@scan.example.com"],
-        "deliver_to": ["frontdesk@example.com"],
-    },
-]
 
 
 def fast_settings(tmp_path: Path, sim: RunningSimulator, **overrides: Any) -> Any:
