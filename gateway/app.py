@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ from gateway.smtp.server import bound_port, start_smtp_listeners
 from gateway.store.sqlite import SQLiteStore
 from gateway.workers.base import Worker
 from gateway.workers.dispatch import Dispatcher
+from gateway.workers.recovery import recover_orphans
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,7 @@ class Gateway:
             )
         self.workers.extend(self._tracking_workers())
         self.workers.extend(self._inbound_workers())
+        await recover_orphans(self.store, now=time.time())  # before any worker of ours claims
         for worker in self.workers:
             self.tasks.append(asyncio.create_task(worker.run(), name=worker.name))
         await self._start_http()
@@ -178,7 +181,7 @@ class Gateway:
 
         Also times every eFax call into the metrics (``EfaxClient.on_call``).
         """
-        from gateway.workers.deliver import Deliverer, OrphanRecovery
+        from gateway.workers.deliver import Deliverer
         from gateway.workers.receive import Poller
 
         s = self.settings
@@ -190,7 +193,6 @@ class Gateway:
             lifetime_s=s.dispatch.lifetime_s,
         )
         names = [f"deliver-{n}" for n in range(s.inbound.workers)]
-        recovery = OrphanRecovery(names)
         deliverers: list[Worker] = [
             Deliverer(
                 self.store,
@@ -198,7 +200,6 @@ class Gateway:
                 self.mail,
                 s,
                 policy=policy,
-                recovery=recovery,
                 metrics=self.metrics,
                 name=name,
                 lease_s=s.dispatch.lease_s,
@@ -283,8 +284,6 @@ class Gateway:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         if self.store is not None:
-            import time
-
             for worker in self.workers:
                 await self.store.release(owner=worker.owner, now=time.time())
         if self.http_server is not None:

@@ -43,10 +43,8 @@ from __future__ import annotations
 import asyncio
 import email.policy
 import logging
-import os
 import random
 import re
-import socket
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -80,52 +78,6 @@ class _Deferred(Exception):
     """Stop here; the job was deferred (or failed) and the reason logged."""
 
 
-class OrphanRecovery:
-    """Once per process, before any deliverer claims: take back jobs of dead processes.
-
-    A job is orphaned when it is active and its lease owner is a process on this
-    host that no longer runs, or an earlier life of this very process id (a
-    container's pid 1). Shared by every Deliverer of one gateway.
-    """
-
-    def __init__(self, names: Sequence[str]) -> None:
-        self.names = frozenset(names)
-        self._done = False
-        self._lock = asyncio.Lock()
-
-    async def once(self, store: Store, now: float) -> int:
-        async with self._lock:
-            if self._done:
-                return 0
-            self._done = True
-            taken = 0
-            for job in await store.jobs(kind=JobKind.DELIVER, state=JobState.ACTIVE, limit=10_000):
-                orphaned = job.lease_owner is not None and self._orphaned(job.lease_owner)
-                if orphaned and await store.set_job_state(job.id, JobState.QUEUED, now=now, run_after=now):
-                    taken += 1
-                    log.info(
-                        "took back a job its crashed process held",
-                        extra=event("recovered", job=job.ref, owner=job.lease_owner),
-                    )
-            return taken
-
-    def _orphaned(self, owner: str) -> bool:
-        host, _, rest = owner.partition(":")
-        pid_text, _, name = rest.partition(":")
-        if host != socket.gethostname() or not pid_text.isdigit():
-            return False
-        pid = int(pid_text)
-        if pid == os.getpid():
-            return name in self.names  # an earlier life of this pid; ours have not claimed yet
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-
-
 class Deliverer(Worker):
     kind = JobKind.DELIVER
 
@@ -137,7 +89,6 @@ class Deliverer(Worker):
         settings: Settings,
         *,
         policy: RetryPolicy,
-        recovery: OrphanRecovery | None = None,
         metrics: Metrics | None = None,
         rng: random.Random | None = None,
         **kwargs: Any,
@@ -154,14 +105,8 @@ class Deliverer(Worker):
         self.limit_bytes = settings.relay.max_message_bytes
         self.admin = settings.admin_address
         self.policy = policy
-        self.recovery = recovery
         self.metrics = metrics
         self.rng = rng or random.Random()
-
-    async def run(self, *, until_idle: bool = False) -> None:
-        if self.recovery is not None:
-            await self.recovery.once(self.store, self.clock())
-        await super().run(until_idle=until_idle)
 
     # -- the state machine ---------------------------------------------------------------
     async def handle(self, job: Job) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from tests.helpers import wait_until
 from tests.process import GatewayProcess, write_config
 
 
-def config(tmp_path: Path, sim_url: str, lease_s: float = 2) -> Path:
+def config(tmp_path: Path, sim_url: str, lease_s: float = 300) -> Path:
     return write_config(
         tmp_path / "gateway.toml",
         f"""
@@ -41,6 +42,16 @@ fax_number = "13235550100"
 senders = ["{ALICE}"]
 """,
     )
+
+
+def dispatch_state(tmp_path: Path, job_id: str) -> str | None:
+    """The dispatch job's state, read from the process's database."""
+    conn = sqlite3.connect(f"file:{tmp_path}/gateway.db?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT state FROM jobs WHERE kind = 'dispatch' AND ref = ?", (job_id,)).fetchone()
+    finally:
+        conn.close()
+    return None if row is None else str(row[0])
 
 
 def send_then_kill(gw: GatewayProcess) -> str:
@@ -74,8 +85,8 @@ async def test_sigkill_right_after_250_then_restart_submits_exactly_once(
     finally:
         first.kill()
     with GatewayProcess(path, cwd=tmp_path) as second:
-        faxes = await wait_until(lambda: sim_get(simulator, "/_sim/faxes"), timeout=20)
-        await asyncio.sleep(3)  # longer than the lease: a second submission would show by now
+        # The lease is 300 s: the restarted process takes the dead one's job back at once.
+        await wait_until(lambda: dispatch_state(tmp_path, job_id) == "done", timeout=20)
         faxes = await sim_get(simulator, "/_sim/faxes")
         assert len(faxes) == 1, second.output()
         assert faxes[0]["client_reference_id"] == job_id
