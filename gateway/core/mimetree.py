@@ -31,6 +31,7 @@ from email.message import Message
 from typing import Final
 
 from gateway.core.document_errors import DocumentRefused
+from gateway.core.mailparse import base64_payload
 from gateway.core.mailtext import decode_text
 
 MAX_DEPTH: Final = 30
@@ -174,6 +175,9 @@ def clean_filename(name: str) -> str | None:
 
 
 def payload_bytes(part: Message) -> bytes:
+    kept = base64_payload(part)  # an attachment still in the raw mail: decoded from there
+    if kept is not None:
+        return kept
     try:
         data = part.get_payload(decode=True)
     except Exception:  # undecodable transfer encoding: nothing usable

@@ -7,11 +7,15 @@ The page tree's ``/Count`` is read first, so a 10,000-page PDF is refused withou
 walking its pages; only a PDF within the budget is walked to confirm the count.
 Every pypdf failure (it raises many exception types on damaged input) is "damaged".
 pypdf never decodes page content here, so compressed-stream bombs are not opened.
+The PDF is read in place: pypdf gets a stream it cannot take a buffer of (it would
+copy the whole file to learn its size), and the stream is closed when done, so a
+reader left in a reference cycle holds nothing big.
 """
 
 from __future__ import annotations
 
 import io
+from typing import NoReturn
 
 from pypdf import PdfReader
 from pypdf.generic import DictionaryObject, NumberObject
@@ -21,8 +25,21 @@ from gateway.core.document_errors import DocumentRefused, TooManyPages
 
 def count_pdf_pages(data: bytes, filename: str, pages_left: int, max_pages: int) -> int:
     """Pages in the PDF ``data``; refuses encrypted, damaged, empty or too-long PDFs."""
+    with _InPlace(data) as stream:
+        return _count(stream, filename, pages_left, max_pages)
+
+
+class _InPlace(io.BytesIO):
+    """The PDF's bytes as a stream, shared rather than copied (no ``getbuffer``)."""
+
+    @property
+    def getbuffer(self) -> NoReturn:
+        raise AttributeError("getbuffer")  # pypdf then seeks to learn the size
+
+
+def _count(stream: _InPlace, filename: str, pages_left: int, max_pages: int) -> int:
     try:
-        reader = PdfReader(io.BytesIO(data), strict=False)
+        reader = PdfReader(stream, strict=False)
         encrypted = reader.is_encrypted
     except Exception as err:
         raise _damaged(filename) from err

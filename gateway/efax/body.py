@@ -53,14 +53,19 @@ class SendBody:
     suffix: bytes
 
     async def stream(self) -> AsyncIterator[bytes]:
-        """Yield the body; a fresh call starts over (documents are reopened)."""
-        yield self.prefix
+        """Yield the body; a fresh call starts over (documents are reopened).
+
+        The JSON between documents rides along with the next base64 chunk rather than
+        going out as a write of its own.
+        """
+        carry = self.prefix
         for index, (head, source) in enumerate(self.documents):
-            yield (b"," if index else b"") + head
+            carry += (b"," if index else b"") + head
             async for chunk in _base64_chunks(source):
-                yield chunk
-            yield _DOC_TAIL
-        yield self.suffix
+                yield carry + chunk
+                carry = b""
+            carry += _DOC_TAIL
+        yield carry + self.suffix
 
 
 _DOC_TAIL = b'"}'
@@ -173,7 +178,7 @@ def _fax_options(options: FaxOptions) -> dict[str, Any]:
 
 async def _base64_chunks(source: DocumentSource) -> AsyncIterator[bytes]:
     """Base64 of the source's bytes, in chunks that concatenate correctly."""
-    pending = bytearray()
+    carry = b""  # the 0-2 bytes of the last chunk beyond a multiple of 3
     seen = 0
     async for chunk in source.open():
         seen += len(chunk)
@@ -181,20 +186,18 @@ async def _base64_chunks(source: DocumentSource) -> AsyncIterator[bytes]:
             raise DocumentSizeMismatch(
                 f"A {source.document_type} document yielded more than its declared {source.size} bytes."
             )
-        pending += chunk
-        usable = len(pending) - len(pending) % 3
-        start = 0
-        while start < usable:
-            end = min(usable, start + ENCODE_SLICE)
-            yield base64.b64encode(pending[start:end])
-            start = end
-        del pending[:start]
+        data = carry + chunk if carry else chunk
+        usable = len(data) - len(data) % 3
+        view = memoryview(data)
+        for start in range(0, usable, ENCODE_SLICE):
+            yield base64.b64encode(view[start : min(usable, start + ENCODE_SLICE)])
+        carry = bytes(view[usable:])
     if seen != source.size:
         raise DocumentSizeMismatch(
             f"A {source.document_type} document yielded {seen} bytes, not its declared {source.size}."
         )
-    if pending:
-        yield base64.b64encode(pending)
+    if carry:
+        yield base64.b64encode(carry)
 
 
 def _dumps(value: object) -> bytes:

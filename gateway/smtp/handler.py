@@ -438,11 +438,17 @@ class FaxHandler(AuthMechanisms):
         now = self.clock()
         key = sender.lower()
         try:
-            sender_uses = await self.store.sender_usage(key, since=now - DAY_S) if limits.per_sender else []
-            mailbox_uses = (
-                await self.store.mailbox_usage(mailbox.user_id, since=now - DAY_S)
-                if mailbox is not None and check_mailbox
-                else []
+            sender_uses, mailbox_uses = await asyncio.gather(  # both counts at once
+                (
+                    self.store.sender_usage(key, since=now - DAY_S)
+                    if limits.per_sender
+                    else asyncio.sleep(0, [])
+                ),
+                (
+                    self.store.mailbox_usage(mailbox.user_id, since=now - DAY_S)
+                    if mailbox is not None and check_mailbox
+                    else asyncio.sleep(0, [])
+                ),
             )
         except StoreError as err:
             log.error("cannot count recent faxes: %s", err, extra=event("store failed"))
@@ -456,21 +462,25 @@ class FaxHandler(AuthMechanisms):
                 sender_list.append(use)
             if mailbox is not None and box == mailbox.user_id:
                 mailbox_list.append(use)
-        label = (
-            format_number(mailbox.fax_number, self.settings.default_country)
-            if mailbox is not None and check_mailbox
-            else None
-        )
-        return check_rates(
-            limits=limits,
-            now=now,
-            faxes=faxes,
-            pages=pages,
-            sender=sender,
-            sender_uses=sender_list,
-            mailbox=label,
-            mailbox_uses=mailbox_list,
-        )
+
+        def verdict(label: str | None) -> Verdict:
+            return check_rates(
+                limits=limits,
+                now=now,
+                faxes=faxes,
+                pages=pages,
+                sender=sender,
+                sender_uses=sender_list,
+                mailbox=label,
+                mailbox_uses=mailbox_list,
+            )
+
+        if mailbox is None or not check_mailbox:
+            return verdict(None)
+        fits = verdict("")  # the label only words a refusal: formatted when there is one
+        if fits.ok:
+            return fits
+        return verdict(format_number(mailbox.fax_number, self.settings.default_country))
 
     # -- the stored message ----------------------------------------------------------------
     def _new_message(

@@ -240,9 +240,27 @@ class SQLiteStore:
 
     # -- intake ----------------------------------------------------------------
     async def accept_message(self, message: NewMessage) -> None:
+        """One transaction: the message, its documents, its dispatch job, its first event.
+
+        A document over 1 MiB is inserted empty, sized with ``zeroblob`` and written
+        through incremental BLOB I/O a chunk at a time: bound as a parameter, SQLite
+        would hold two more copies of it while inserting. (Not so the raw mail: columns
+        follow ``messages.raw``, so SQLite writes out a zeroblob there in full anyway.)
+        """
         recipients = [{"number": r.number, "pretty": r.pretty, "name": r.name} for r in message.recipients]
+        held = [message]  # the batch outlives the write; the mail need not
+        in_place, chunk = 1 << 20, 1 << 20
+
+        def write_content(conn: sqlite3.Connection, row: int | None, data: bytes) -> None:
+            assert row is not None
+            conn.execute("UPDATE documents SET content = zeroblob(?) WHERE id = ?", (len(data), row))
+            view = memoryview(data)
+            with conn.blobopen("documents", "content", row) as blob:
+                for at in range(0, len(data), chunk):
+                    blob.write(view[at : at + chunk])
 
         def apply(conn: sqlite3.Connection) -> None:
+            message = held.pop()  # the one reference: gone with this call
             conn.execute(
                 q.INSERT_MESSAGE,
                 (
@@ -264,7 +282,8 @@ class SQLiteStore:
                 ),
             )
             for seq, doc in enumerate(message.documents):
-                conn.execute(
+                big = len(doc.content) > in_place
+                cursor = conn.execute(
                     q.INSERT_DOCUMENT,
                     (
                         message.id,
@@ -274,9 +293,11 @@ class SQLiteStore:
                         doc.detected,
                         doc.pages,
                         len(doc.content),
-                        doc.content,
+                        b"" if big else doc.content,
                     ),
                 )
+                if big:
+                    write_content(conn, cursor.lastrowid, doc.content)
             now = message.received_at
             conn.execute(q.INSERT_JOB, (JobKind.DISPATCH, message.id, "{}", now, now, now))
             conn.execute(q.INSERT_EVENT, (now, message.id, None, "accepted", message.auth))
@@ -418,16 +439,17 @@ class SQLiteStore:
         offset = 0
         while True:
 
-            def read(conn: sqlite3.Connection, offset: int = offset) -> bytes:
+            def read(conn: sqlite3.Connection, offset: int = offset) -> tuple[bytes, int]:
                 with conn.blobopen("documents", "content", document_id, readonly=True) as blob:
                     blob.seek(offset)
-                    return blob.read(chunk_size)
+                    return blob.read(chunk_size), len(blob)
 
-            chunk = await self._read(read)
-            if not chunk:
+            chunk, size = await self._read(read)
+            if chunk:
+                offset += len(chunk)
+                yield chunk
+            if not chunk or offset >= size:  # the last chunk says so: no read just to see the end
                 return
-            offset += len(chunk)
-            yield chunk
 
     async def set_submit_state(self, message_id: str, state: str, *, now: float) -> None:
         def apply(conn: sqlite3.Connection) -> None:

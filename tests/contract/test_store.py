@@ -121,6 +121,20 @@ async def test_document_chunks_stream_the_blob(store: SQLiteStore) -> None:
     assert b"".join(chunks) == content
 
 
+async def test_big_documents_and_raw_mails_come_back_byte_for_byte(store: SQLiteStore) -> None:
+    big = bytes(range(251)) * 12_600  # over 3 MiB and not a whole number of MiB: written a chunk at a time
+    mail = message(1, big)
+    raw = b"Subject: big\r\n\r\n" + bytes(range(256)) * 8_200
+    documents = [*mail.documents, NewDocument("b.txt", "TXT", "text", 1, b"small")]
+    await store.accept_message(NewMessage(**{**mail.__dict__, "raw": raw, "documents": documents}))
+    stored = await store.message("JOB00001")
+    assert stored is not None
+    assert [(d.filename, d.size) for d in stored.documents] == [("a.pdf", len(big)), ("b.txt", 5)]
+    assert b"".join([c async for c in store.document_chunks(stored.documents[0].id)]) == big
+    assert b"".join([c async for c in store.document_chunks(stored.documents[1].id)]) == b"small"
+    assert await store.raw_message("JOB00001") == raw
+
+
 async def test_enqueue_is_unique_by_kind_and_ref(store: SQLiteStore) -> None:
     assert await store.enqueue(JobKind.DELIVER, "fax-1", {"a": 1}, now=1)
     assert not await store.enqueue(JobKind.DELIVER, "fax-1", {"a": 2}, now=2)

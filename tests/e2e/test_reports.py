@@ -10,8 +10,8 @@ import pytest
 from gateway.app import Gateway
 from gateway.simulator.server import RunningSimulator
 from gateway.store.base import JobKind, JobState
-from tests.e2e.conftest import pdf_mail, sim_post, smtp_send
-from tests.e2e.tracking_helpers import MAILBOXES, job_state, reports_for, start_gateway
+from tests.e2e.conftest import MAILBOXES, pdf_mail, sim_post, smtp_send
+from tests.e2e.tracking_helpers import job_state, reports_for, start_gateway
 from tests.helpers import wait_until
 from tests.sink import SmtpSink
 
