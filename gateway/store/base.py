@@ -322,8 +322,16 @@ class Store(Protocol):
 
     # -- message/partial pieces -------------------------------------------------------------
     async def add_partial(
-        self, *, sender_key: str, partial_id: str, number: int, total: int | None, raw: bytes,
-        now: float, expire_at: float, payload: dict[str, Any],
+        self,
+        *,
+        sender_key: str,
+        partial_id: str,
+        number: int,
+        total: int | None,
+        raw: bytes,
+        now: float,
+        expire_at: float,
+        payload: dict[str, Any],
     ) -> list[bytes] | None:
         """Keep one piece (and, with the first, a PARTIAL job due at ``expire_at``).
 

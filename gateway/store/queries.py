@@ -2,10 +2,15 @@
 
 INSERT_MESSAGE = """
 INSERT INTO messages (id, received_at, mailbox_user_id, envelope_from, header_from, report_to,
-                      auth, message_id, subject, recipients, options, raw,
+                      auth, message_id, subject, recipients, options,
                       sender_key, fax_count, fax_pages)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+
+# The raw mail goes in empty, sized, then is written through incremental BLOB I/O.
+INSERT_RAW = "INSERT INTO message_raw (message_id, raw) VALUES (?, zeroblob(?))"
+
+SELECT_RAW = "SELECT raw FROM message_raw WHERE message_id = ?"
 
 INSERT_DOCUMENT = """
 INSERT INTO documents (message_id, seq, filename, document_type, detected, pages, size, content)

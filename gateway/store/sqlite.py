@@ -64,11 +64,11 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Apply the numbered migrations not yet applied; returns the schema version."""
+def migrate(conn: sqlite3.Connection, upto: int | None = None) -> int:
+    """Apply the numbered migrations not yet applied (up to ``upto``); returns the schema version."""
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     for number, script in _migrations():
-        if number <= version:
+        if number <= version or (upto is not None and number > upto):
             continue
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -242,22 +242,28 @@ class SQLiteStore:
     async def accept_message(self, message: NewMessage) -> None:
         """One transaction: the message, its documents, its dispatch job, its first event.
 
-        A document over 1 MiB is inserted empty, sized with ``zeroblob`` and written
-        through incremental BLOB I/O a chunk at a time: bound as a parameter, SQLite
-        would hold two more copies of it while inserting. (Not so the raw mail: columns
-        follow ``messages.raw``, so SQLite writes out a zeroblob there in full anyway.)
+        The raw mail, and a document over 1 MiB, are inserted as a ``zeroblob`` of their
+        size and written through incremental BLOB I/O a chunk at a time: bound as a
+        parameter, SQLite would hold two more copies while inserting. The raw mail has a
+        table of its own (migration 0007), so its row holds nothing else.
         """
         recipients = [{"number": r.number, "pretty": r.pretty, "name": r.name} for r in message.recipients]
         held = [message]  # the batch outlives the write; the mail need not
         in_place, chunk = 1 << 20, 1 << 20
 
+        def write_blob(
+            conn: sqlite3.Connection, table: str, column: str, row: int | None, data: bytes
+        ) -> None:
+            assert row is not None
+            view = memoryview(data)
+            with conn.blobopen(table, column, row) as blob:
+                for at in range(0, len(data), chunk):
+                    blob.write(view[at : at + chunk])
+
         def write_content(conn: sqlite3.Connection, row: int | None, data: bytes) -> None:
             assert row is not None
             conn.execute("UPDATE documents SET content = zeroblob(?) WHERE id = ?", (len(data), row))
-            view = memoryview(data)
-            with conn.blobopen("documents", "content", row) as blob:
-                for at in range(0, len(data), chunk):
-                    blob.write(view[at : at + chunk])
+            write_blob(conn, "documents", "content", row, data)
 
         def apply(conn: sqlite3.Connection) -> None:
             message = held.pop()  # the one reference: gone with this call
@@ -275,12 +281,13 @@ class SQLiteStore:
                     message.subject,
                     dumps(recipients),
                     dumps(message.options),
-                    message.raw,
                     message.envelope_from.lower(),
                     len(message.recipients),
                     len(message.recipients) * sum(d.pages for d in message.documents),
                 ),
             )
+            raw = conn.execute(q.INSERT_RAW, (message.id, len(message.raw)))
+            write_blob(conn, "message_raw", "raw", raw.lastrowid, message.raw)
             for seq, doc in enumerate(message.documents):
                 big = len(doc.content) > in_place
                 cursor = conn.execute(
@@ -430,7 +437,7 @@ class SQLiteStore:
 
     async def raw_message(self, message_id: str) -> bytes | None:
         def read(conn: sqlite3.Connection) -> bytes | None:
-            row = conn.execute("SELECT raw FROM messages WHERE id = ?", (message_id,)).fetchone()
+            row = conn.execute(q.SELECT_RAW, (message_id,)).fetchone()
             return None if row is None else bytes(row[0])
 
         return await self._read(read)
@@ -650,8 +657,16 @@ class SQLiteStore:
 
     # -- message/partial pieces -------------------------------------------------------------
     async def add_partial(
-        self, *, sender_key: str, partial_id: str, number: int, total: int | None, raw: bytes,
-        now: float, expire_at: float, payload: dict[str, Any],
+        self,
+        *,
+        sender_key: str,
+        partial_id: str,
+        number: int,
+        total: int | None,
+        raw: bytes,
+        now: float,
+        expire_at: float,
+        payload: dict[str, Any],
     ) -> list[bytes] | None:
         key = (sender_key, partial_id)
 

@@ -203,3 +203,36 @@ async def test_partial_pieces_complete_only_with_every_number(store: SQLiteStore
     assert [j.ref for j in await store.jobs(kind=JobKind.PARTIAL)] == ["a@x p1"]  # one expiry job
     await store.drop_partial(sender_key="a@x", partial_id="p1")
     assert await store.partial_pieces(sender_key="a@x", partial_id="p1") == []
+
+
+async def test_migrations_carry_existing_mail_forward(tmp_path: Path) -> None:
+    """A database made by an older version keeps its mail through every later migration."""
+    import sqlite3
+
+    from gateway.store.sqlite import _connect, migrate
+
+    conn = _connect(tmp_path / "old.db")
+    assert migrate(conn, upto=4) == 4
+    recipients = '[{"number": "1", "pretty": "1"}, {"number": "2", "pretty": "2"}]'
+    conn.execute(
+        "INSERT INTO messages (id, received_at, mailbox_user_id, envelope_from, header_from, report_to,"
+        " auth, message_id, subject, recipients, options, raw)"
+        " VALUES ('OLD1', 1.0, 'u', 'A@X', 'a@x', 'a@x', 'trusted', '<m>', 's', ?, '{}', x'cafe')",
+        (recipients,),
+    )
+    conn.execute(
+        "INSERT INTO documents (message_id, seq, filename, document_type, detected, pages, size, content)"
+        " VALUES ('OLD1', 0, 'a.pdf', 'PDF', 'pdf', 3, 1, x'00')"
+    )
+    conn.close()
+    s = await SQLiteStore.open(tmp_path / "old.db")
+    try:
+        assert await s.raw_message("OLD1") == b"\xca\xfe"
+        assert [(u.faxes, u.pages) for u in await s.sender_usage("a@x", since=0)] == [(2, 6)]
+        stored = await s.message("OLD1")
+        assert stored is not None and stored.documents[0].pages == 3
+    finally:
+        await s.close()
+    check = sqlite3.connect(tmp_path / "old.db")
+    assert "raw" not in [r[1] for r in check.execute("PRAGMA table_info(messages)")]
+    check.close()
