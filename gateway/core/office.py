@@ -7,7 +7,9 @@ Produces: the PDF bytes, or ``DocumentRefused`` with a sentence.
 Each conversion runs ``soffice --headless --convert-to pdf`` in a fresh temporary
 directory with its own LibreOffice profile (``-env:UserInstallation``), so
 conversions never share state or lock each other out. The converter runs in its own
-process group and the whole group is killed when the time limit passes. Without a
+process group and the whole group is killed when the time limit passes; where
+util-linux's ``prlimit`` exists, its address space is capped at ``MEMORY_LIMIT_BYTES``
+(a document that needs more fails to convert and is refused with a sentence). Without a
 converter (``office_converter=None``) the document is refused with a sentence
 saying so. The only side effects are the child process and the temporary directory,
 which is always removed.
@@ -39,6 +41,8 @@ _NAMES: Final = {
     "pptx": "PowerPoint",
     "odp": "OpenDocument presentation",
 }
+
+MEMORY_LIMIT_BYTES = 2_000_000_000  # LibreOffice converts ordinary documents in well under 1 GB
 
 
 def find_office_converter() -> str | None:
@@ -76,6 +80,9 @@ def office_to_pdf(data: bytes, kind: str, filename: str, converter: str | None, 
             str(outdir),
             str(source),
         ]
+        limiter = shutil.which("prlimit")  # util-linux: caps the converter's address space
+        if limiter is not None:
+            command = [limiter, f"--as={MEMORY_LIMIT_BYTES}", "--", *command]
         _run(command, work, timeout_s, filename, label)
         result = outdir / "document.pdf"
         if not result.is_file() or result.stat().st_size == 0:

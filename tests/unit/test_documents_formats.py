@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import stat
 import struct
 import sys
@@ -206,6 +207,27 @@ shutil.copy({str(pdf)!r}, outdir / (source.stem + ".pdf"))
     )
     result = extract(with_attachment(_docx(), "Brief.docx"), office_converter=converter)
     assert summary(result) == [("Brief.docx", "PDF", 4, "docx")]
+
+
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="util-linux's prlimit is not installed")
+def test_the_converter_runs_with_its_address_space_capped(tmp_path: Path) -> None:
+    from gateway.core.office import MEMORY_LIMIT_BYTES
+
+    pdf = tmp_path / "made.pdf"
+    pdf.write_bytes(corpus.make_pdf(1, "converted"))
+    converter = _script(
+        tmp_path / "soffice",
+        f"""
+import resource, shutil, sys, pathlib
+soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+assert soft == {MEMORY_LIMIT_BYTES}, soft
+args = sys.argv[1:]
+outdir = pathlib.Path(args[args.index("--outdir") + 1])
+shutil.copy({str(pdf)!r}, outdir / (pathlib.Path(args[-1]).stem + ".pdf"))
+""",
+    )
+    result = extract(with_attachment(_docx(), "Brief.docx"), office_converter=converter)
+    assert summary(result) == [("Brief.docx", "PDF", 1, "docx")]
 
 
 def test_a_converter_that_hangs_is_killed_at_the_time_limit(tmp_path: Path) -> None:
