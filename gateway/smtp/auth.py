@@ -77,17 +77,9 @@ class AuthMechanisms:
     users: UserDirectory
 
     async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
-        if len(args) == 1:
-            blob = await server.challenge_auth("")
-            if blob is MISSING:
-                return AuthResult(success=False, handled=True)
-        else:
-            try:
-                blob = b64decode(args[1].encode("ascii"), validate=True)
-            except (binascii.Error, UnicodeEncodeError):
-                await server.push("501 5.5.2 The AUTH PLAIN answer is not valid base64.")
-                return AuthResult(success=False, handled=True)
-        assert isinstance(blob, bytes)
+        blob = await _first_answer(server, args, "", "The AUTH PLAIN answer")
+        if blob is None:
+            return AuthResult(success=False, handled=True)
         parts = blob.split(b"\x00")
         if len(parts) != 3:
             await server.push("501 5.5.2 The AUTH PLAIN answer is not authzid NUL user NUL password.")
@@ -95,20 +87,13 @@ class AuthMechanisms:
         return await self._sign_in(server, "PLAIN", parts[1], parts[2])
 
     async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
-        if len(args) == 1:
-            login = await server.challenge_auth("Username:")
-            if login is MISSING:
-                return AuthResult(success=False, handled=True)
-        else:
-            try:
-                login = b64decode(args[1].encode("ascii"), validate=True)
-            except (binascii.Error, UnicodeEncodeError):
-                await server.push("501 5.5.2 The AUTH LOGIN user name is not valid base64.")
-                return AuthResult(success=False, handled=True)
+        login = await _first_answer(server, args, "Username:", "The AUTH LOGIN user name")
+        if login is None:
+            return AuthResult(success=False, handled=True)
         password = await server.challenge_auth("Password:")
         if password is MISSING:
             return AuthResult(success=False, handled=True)
-        assert isinstance(login, bytes) and isinstance(password, bytes)
+        assert isinstance(password, bytes)
         return await self._sign_in(server, "LOGIN", login, password)
 
     async def _sign_in(self, server: SMTP, mechanism: str, login: bytes, password: bytes) -> AuthResult:
@@ -138,3 +123,15 @@ class AuthMechanisms:
 def _ip(session: Session) -> str | None:
     peer = session.peer
     return str(peer[0]) if isinstance(peer, tuple) else None
+
+
+async def _first_answer(server: SMTP, args: list[str], prompt: str, what: str) -> bytes | None:
+    """The initial response given with AUTH, or the answer to ``prompt``; None when refused."""
+    if len(args) == 1:
+        answer = await server.challenge_auth(prompt)
+        return None if answer is MISSING else answer
+    try:
+        return b64decode(args[1].encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        await server.push(f"501 5.5.2 {what} is not valid base64.")
+        return None

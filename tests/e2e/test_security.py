@@ -715,3 +715,21 @@ def test_the_log_check_reads_messages_event_fields_and_tracebacks() -> None:
     assert API_KEY in record_text(plain)
     assert USER_HASH in record_text(fields)
     assert USER_PASSWORD in record_text(failed)
+
+
+def _bad_initial_responses(port: int, context: ssl.SSLContext) -> list[tuple[int, bytes]]:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo("x")
+        client.starttls(context=context)
+        client.ehlo("x")
+        return [client.docmd("AUTH", "PLAIN not*base64"), client.docmd("AUTH", "LOGIN not*base64")]
+
+
+async def test_an_initial_response_that_is_not_base64_is_a_syntax_error(
+    secure: Gateway, certs: Certs
+) -> None:
+    replies = await asyncio.to_thread(_bad_initial_responses, secure.smtp_port, certs.client)
+    assert replies == [
+        (501, b"5.5.2 The AUTH PLAIN answer is not valid base64."),
+        (501, b"5.5.2 The AUTH LOGIN user name is not valid base64."),
+    ]

@@ -17,27 +17,17 @@ from pypdf import PdfReader, PdfWriter
 from gateway.core.documents import (
     DocumentError,
     DocumentRefused,
-    Extraction,
-    ExtractionLimits,
     FaxDocument,
     NothingToFax,
     SplitMessage,
     TooManyDocuments,
     TooManyPages,
-    extract_documents,
     parse_message,
     partial_key,
     reassemble_partials,
 )
 from tests import corpus
-
-
-def extract(raw: bytes, **limits: object) -> Extraction:
-    return extract_documents(parse_message(raw), ExtractionLimits(**limits))  # type: ignore[arg-type]
-
-
-def summary(extraction: Extraction) -> list[tuple[str, str, int, str]]:
-    return [(d.filename, d.document_type, d.pages, d.detected) for d in extraction.documents]
+from tests.unit.extracting import extract, summary
 
 
 def title(document: FaxDocument) -> str | None:

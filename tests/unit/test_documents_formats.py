@@ -22,23 +22,12 @@ from pypdf import PdfReader
 from gateway.core import filetypes
 from gateway.core.documents import (
     DocumentRefused,
-    Extraction,
-    ExtractionLimits,
     NothingToFax,
-    extract_documents,
     find_office_converter,
-    parse_message,
 )
 from gateway.core.tnef import TnefError, unpack_tnef
 from tests import corpus
-
-
-def extract(raw: bytes, **limits: object) -> Extraction:
-    return extract_documents(parse_message(raw), ExtractionLimits(**limits))  # type: ignore[arg-type]
-
-
-def summary(extraction: Extraction) -> list[tuple[str, str, int, str]]:
-    return [(d.filename, d.document_type, d.pages, d.detected) for d in extraction.documents]
+from tests.unit.extracting import extract, summary
 
 
 def with_attachment(
