@@ -65,11 +65,12 @@ from gateway.core.documents import (
     reassemble_partials,
 )
 from gateway.core.ids import new_job_id
-from gateway.core.policy import DAY_S, RateLimits, Use, Verdict, check_rates, header_refusal, payload_refusal
+from gateway.core.policy import RateLimits, Use, Verdict, check_rates, header_refusal, payload_refusal
 from gateway.logs import event, mask_address, mask_number
 from gateway.metrics import Metrics
 from gateway.settings import Mailbox, Settings
 from gateway.smtp.auth import AuthMechanisms, AuthUser, UserDirectory
+from gateway.smtp.usage import UsageWindows
 from gateway.store.base import NewDocument, NewMessage, Recipient, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class FaxHandler(AuthMechanisms):
             pages_per_day_per_sender=p.pages_per_day_per_sender,
             pages_per_day_per_mailbox=p.pages_per_day_per_mailbox,
         )
-        self._in_flight: dict[str, tuple[str, str, Use]] = {}  # job -> (sender, mailbox, use)
+        self.usage = UsageWindows(store, clock=clock)
         self._trusted = [ipaddress.ip_network(n, strict=False) for n in settings.smtp.trusted_networks]
         masking = settings.logging.mask
         self._mask_address: Callable[[str], str] = mask_address if masking else _keep
@@ -351,10 +352,11 @@ class FaxHandler(AuthMechanisms):
 
     async def _accept(self, new: NewMessage, session: Session, mailbox: Mailbox, pages: int) -> str:
         use = Use(new.received_at, len(new.recipients), pages)
-        self._in_flight[new.id] = (new.envelope_from.lower(), mailbox.user_id, use)
+        self.usage.committing(new.id, new.envelope_from, mailbox.user_id, use)
         try:
             await self.store.accept_message(new)
         except StoreError as err:
+            self.usage.failed(new.id)
             log.error("cannot store a mail: %s", err, extra=event("store failed"))
             return self._refuse(
                 "451 4.3.0 The gateway cannot store your mail right now; please try again later.",
@@ -364,7 +366,7 @@ class FaxHandler(AuthMechanisms):
                 numbers=[r.number for r in new.recipients],
             )
         finally:
-            self._in_flight.pop(new.id, None)
+            self.usage.committed(new.id)  # no-op after failed(); otherwise it may be in the store
         if self.on_accept is not None:
             self.on_accept()
         if self.metrics is not None:
@@ -406,8 +408,14 @@ class FaxHandler(AuthMechanisms):
         payload = {"sender": sender, "subject": str(head.get("Subject", "")), "id": ident}
         try:
             pieces = await self.store.add_partial(
-                sender_key=sender.lower(), partial_id=ident, number=number, total=total, raw=raw,
-                now=now, expire_at=now + window, payload=payload,
+                sender_key=sender.lower(),
+                partial_id=ident,
+                number=number,
+                total=total,
+                raw=raw,
+                now=now,
+                expire_at=now + window,
+                payload=payload,
             )
         except StoreError as err:
             log.error("cannot store a piece: %s", err, extra=event("store failed"))
@@ -436,32 +444,16 @@ class FaxHandler(AuthMechanisms):
         if not (limits.per_sender or check_mailbox):
             return Verdict()
         now = self.clock()
-        key = sender.lower()
         try:
-            sender_uses, mailbox_uses = await asyncio.gather(  # both counts at once
-                (
-                    self.store.sender_usage(key, since=now - DAY_S)
-                    if limits.per_sender
-                    else asyncio.sleep(0, [])
-                ),
-                (
-                    self.store.mailbox_usage(mailbox.user_id, since=now - DAY_S)
-                    if mailbox is not None and check_mailbox
-                    else asyncio.sleep(0, [])
-                ),
+            sender_list, mailbox_list = await self.usage.recent(
+                sender if limits.per_sender else None,
+                mailbox.user_id if mailbox is not None and check_mailbox else None,
             )
         except StoreError as err:
             log.error("cannot count recent faxes: %s", err, extra=event("store failed"))
             return Verdict(
                 "451 4.3.0 The gateway cannot check its sending limits right now; please try again later."
             )
-        sender_list = [Use(u.at, u.faxes, u.pages) for u in sender_uses]
-        mailbox_list = [Use(u.at, u.faxes, u.pages) for u in mailbox_uses]
-        for who, box, use in self._in_flight.values():  # accepted, commit not yet visible
-            if who == key:
-                sender_list.append(use)
-            if mailbox is not None and box == mailbox.user_id:
-                mailbox_list.append(use)
 
         def verdict(label: str | None) -> Verdict:
             return check_rates(
