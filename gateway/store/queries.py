@@ -1,5 +1,16 @@
 """Every SQL statement the store runs, by name (qmark placeholders)."""
 
+import functools
+
+
+@functools.lru_cache(maxsize=256)
+def many_rows(insert: str, rows: int) -> str:
+    """An INSERT of one ``VALUES (...)`` group made to insert ``rows`` rows at once."""
+    head, values, rest = insert.partition("VALUES (")
+    group, tail = rest.split(")", 1)
+    return head + values[:-1] + ", ".join([f"({group})"] * rows) + tail
+
+
 INSERT_MESSAGE = """
 INSERT INTO messages (id, received_at, mailbox_user_id, envelope_from, header_from, report_to,
                       auth, message_id, subject, recipients, options,
@@ -9,6 +20,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 # The raw mail goes in empty, sized, then is written through incremental BLOB I/O.
 INSERT_RAW = "INSERT INTO message_raw (message_id, raw) VALUES (?, zeroblob(?))"
+INSERT_RAW_IN_PLACE = "INSERT INTO message_raw (message_id, raw) VALUES (?, ?)"
 
 SELECT_RAW = "SELECT raw FROM message_raw WHERE message_id = ?"
 

@@ -135,6 +135,26 @@ async def test_big_documents_and_raw_mails_come_back_byte_for_byte(store: SQLite
     assert await store.raw_message("JOB00001") == raw
 
 
+async def test_one_batch_of_small_and_big_mails_keeps_each_one_whole(store: SQLiteStore) -> None:
+    """Small mails go in with multi-row statements, big ones a chunk at a time: one batch."""
+    big = bytes(range(251)) * 5_000  # over 1 MiB
+    mails = []
+    for n in range(150):  # more rows than one multi-row statement takes
+        mail = message(n, big if n % 50 == 7 else f"%PDF-1.4 doc {n}".encode())
+        two = [*mail.documents, NewDocument("b.txt", "TXT", "text", 1, f"text {n}".encode())]
+        mails.append(NewMessage(**{**mail.__dict__, "raw": f"raw {n}".encode(), "documents": two}))
+    await asyncio.gather(*(store.accept_message(m) for m in mails))
+    assert len(await store.jobs(kind=JobKind.DISPATCH, limit=1000)) == 150
+    for mail in mails[:: 7]:
+        stored = await store.message(mail.id)
+        assert stored is not None and stored.subject == "s"
+        assert [d.seq for d in stored.documents] == [0, 1]
+        for doc, new in zip(stored.documents, mail.documents, strict=True):
+            assert b"".join([c async for c in store.document_chunks(doc.id)]) == new.content
+        assert await store.raw_message(mail.id) == mail.raw
+        assert [e.action for e in await store.events(mail.id)] == ["accepted"]
+
+
 async def test_enqueue_is_unique_by_kind_and_ref(store: SQLiteStore) -> None:
     assert await store.enqueue(JobKind.DELIVER, "fax-1", {"a": 1}, now=1)
     assert not await store.enqueue(JobKind.DELIVER, "fax-1", {"a": 2}, now=2)
