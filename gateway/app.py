@@ -121,6 +121,9 @@ class Gateway:
             metrics=self.metrics,
             audit=self.audit,
         )
+        for worker in self.workers:  # the first of each kind keeps going under a burst of mail
+            if not worker.name.endswith("-0"):
+                worker.defer_to = handler.ingress
         self.smtp_server, self.smtp_tls_server = await start_smtp_listeners(handler, s.smtp)
         self._announce()
 

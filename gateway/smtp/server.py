@@ -30,6 +30,7 @@ sentence, and counts every 4xx/5xx reply in the metrics (through the handler).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import ssl
@@ -43,6 +44,7 @@ from aiosmtpd.smtp import MISSING, SMTP
 
 from gateway.logs import event
 from gateway.settings import ConfigError, SmtpSettings, split_host_port
+from gateway.smtp.ingress import Ingress
 from gateway.smtp.tls import server_context
 
 log = logging.getLogger(__name__)
@@ -212,6 +214,12 @@ class FaxSMTP(SMTP):
         if arg:
             await self.push("501 Syntax: DATA")
             return
+        ingress: Ingress | None = getattr(self.event_handler, "ingress", None)
+        with ingress.receiving_mail() if ingress is not None else contextlib.nullcontext():
+            await self._receive()
+
+    async def _receive(self) -> None:
+        assert self.envelope is not None
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         try:
             received = await read_data(self._reader, self.data_size_limit)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from gateway.logs import event
+from gateway.smtp.ingress import Ingress
 from gateway.store.base import Job, JobKind, Store
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ def worker_owner(name: str) -> str:
 
 class Worker:
     kind: JobKind
+    # Set by the application on all but the first worker of a kind: wait while mail is
+    # pouring in (``gateway.smtp.ingress``) before taking the next job.
+    defer_to: Ingress | None = None
 
     def __init__(
         self,
@@ -58,6 +62,8 @@ class Worker:
 
     async def run(self, *, until_idle: bool = False) -> None:
         while not self._stopping.is_set():
+            if self.defer_to is not None and not until_idle:
+                await self.defer_to.quiet()
             try:
                 job = await self.store.claim(
                     self.kind, owner=self.owner, now=self.clock(), lease_s=self.lease_s

@@ -1,0 +1,65 @@
+"""Mail first: while several mails are coming in, all but the first worker of a kind wait."""
+
+from __future__ import annotations
+
+import asyncio
+import email.policy
+import time
+
+from gateway.app import Gateway
+from gateway.smtp.ingress import Ingress
+from tests.e2e.conftest import ALICE, pdf_mail
+from tests.helpers import wait_until
+
+
+async def _open_data(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A session that has sent DATA and the first half of a mail."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await reader.readline()
+    for command in ("EHLO client.example.com", f"MAIL FROM:<{ALICE}>", "RCPT TO:<13235551212@fax.local>"):
+        writer.write(command.encode() + b"\r\n")
+        while (line := await reader.readline())[3:4] == b"-":
+            pass
+        assert line[:1] == b"2", line
+    writer.write(b"DATA\r\n")
+    assert (await reader.readline()).startswith(b"354")
+    return reader, writer
+
+
+async def test_mails_in_their_data_phase_make_the_deferring_workers_wait(gateway: Gateway) -> None:
+    by_name = {w.name: w for w in gateway.workers}
+    ingress = by_name["dispatch-1"].defer_to
+    assert isinstance(ingress, Ingress)
+    assert by_name["dispatch-0"].defer_to is None and by_name["track-0"].defer_to is None
+    assert not ingress.busy
+
+    data = pdf_mail().as_bytes(policy=email.policy.SMTP)
+    half = data.index(b"\r\n\r\n") + 4
+    sessions = [await _open_data(gateway.smtp_port) for _ in range(2)]
+    for _, writer in sessions:
+        writer.write(data[:half])
+    await wait_until(lambda: ingress.receiving == 2)
+    assert ingress.busy
+    started = time.monotonic()
+    waiting = asyncio.ensure_future(ingress.quiet())
+    await asyncio.sleep(0.1)
+    assert not waiting.done()  # a deferring worker would still be waiting
+
+    for reader, writer in sessions:
+        writer.write(data[half:] + b".\r\n")
+        assert (await reader.readline()).startswith(b"250 2.0.0 Ok: queued as ")
+        writer.close()
+    await asyncio.wait_for(waiting, timeout=2)
+    assert time.monotonic() - started < ingress.max_wait_s + 0.5
+    assert ingress.receiving == 0 and not ingress.busy
+
+
+async def test_a_deferring_worker_waits_at_most_max_wait_s() -> None:
+    ingress = Ingress(busy_at=1, max_wait_s=0.2)
+    await asyncio.wait_for(ingress.quiet(), timeout=0.05)  # quiet: no wait at all
+    with ingress.receiving_mail():
+        started = time.monotonic()
+        await ingress.quiet()
+        assert 0.15 < time.monotonic() - started < 1.0
+        assert ingress.busy
+    assert not ingress.busy
