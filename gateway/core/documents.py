@@ -75,6 +75,7 @@ __all__ = [
     "ExtractionLimits",
     "FaxDocument",
     "LeftOut",
+    "NeedsConversion",
     "NothingToFax",
     "SplitMessage",
     "SubjectOptions",
@@ -90,6 +91,7 @@ __all__ = [
 _MAX_NESTING = 5  # attached mails and winmail.dat inside each other
 # Not "an attachment the sender meant": a vCard is left out quietly, winmail.dat is a wrapper.
 _NOT_COUNTED = frozenset({"vcard", "tnef"})
+_CONVERTED = filetypes.IMAGE_KINDS | filetypes.OFFICE_KINDS | {"tnef"}  # not quick_only
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,13 @@ class ExtractionLimits:
     max_tiff_frames: int = 500  # frames per TIFF
     conversion_timeout_s: float = 60.0  # per image or office conversion
     office_converter: str | None = None  # path to soffice; None: office files are refused
+    # True: raise NeedsConversion instead of converting an image, office file or winmail.dat,
+    # so that a caller on the event loop can do the quick cases there and hand the rest on.
+    quick_only: bool = False
+
+
+class NeedsConversion(Exception):
+    """The mail holds something to convert, and the limits said ``quick_only``."""
 
 
 def parse_message(raw: bytes) -> EmailMessage:
@@ -215,6 +224,8 @@ class _Collector:
     def _part(self, part: Part, nesting: int) -> None:
         kind = _detect(part.data)
         name = part.filename or self._unnamed(kind)
+        if self.limits.quick_only and kind in _CONVERTED:
+            raise NeedsConversion(kind)
         if kind not in _NOT_COUNTED:
             self.attachments += 1
         if kind == "pdf":
