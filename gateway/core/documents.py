@@ -45,6 +45,7 @@ from gateway.core.document_errors import (
     TooManyPages,
 )
 from gateway.core.images import image_to_pdf
+from gateway.core.mailparse import Span
 from gateway.core.mailtext import (
     clean_text,
     decode_text,
@@ -103,6 +104,9 @@ class FaxDocument:
     content: bytes  # PDF bytes, or UTF-8 text for TXT
     pages: int  # known before submission (pypdf, frames, or 60 lines a page for text)
     detected: str  # what the bytes were: "pdf", "tiff", "jpeg", "text", "html", "docx", "message"...
+    # Where ``content`` lies, base64-encoded, in the raw mail it came from (a PDF sent as
+    # is), so that the store can keep it as a reference rather than a second copy.
+    span: Span | None = None
 
 
 @dataclass(frozen=True)
@@ -231,7 +235,7 @@ class _Collector:
         if kind == "pdf":
             self._check_room(name)
             pages = count_pdf_pages(part.data, name, self.pages_left, self.limits.max_pages)
-            self._document(FaxDocument(name, "PDF", part.data, pages, kind))
+            self._document(FaxDocument(name, "PDF", part.data, pages, kind, part.span))
         elif kind in filetypes.IMAGE_KINDS:
             self._check_room(name)
             pdf, pages = image_to_pdf(

@@ -57,6 +57,15 @@ def base64_payload(part: Message) -> bytes | None:
     characters only (the run was matched as such), a length that is a multiple of 4
     and at most two ``=`` at the very end. Otherwise None: ask ``get_payload``.
     """
+    kept = base64_span(part)
+    return kept[0] if kept is not None else None
+
+
+Span = tuple[bytes, int, int]  # (the raw mail, start, end): a clean base64 body within it
+
+
+def base64_span(part: Message) -> tuple[bytes, Span] | None:
+    """``base64_payload``, and where its base64 text lies in the raw mail."""
     source = part.__dict__.get("_source") if isinstance(part, _ParsedMessage) else None
     if source is None:
         return None
@@ -76,7 +85,7 @@ def base64_payload(part: Message) -> bytes | None:
         return None
     # The data characters were a whole number of quanta with the padding: 4n, 4n+3 and
     # "=", or 4n+2 and "==" give 3n, 3n+2 and 3n+1 bytes. Anything else was a defect.
-    return data if (len(data) + pads) % 3 == 0 else None
+    return (data, (raw, start, end)) if (len(data) + pads) % 3 == 0 else None
 
 
 class _ParsedMessage(EmailMessage):

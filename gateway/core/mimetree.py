@@ -31,7 +31,7 @@ from email.message import Message
 from typing import Final
 
 from gateway.core.document_errors import DocumentRefused
-from gateway.core.mailparse import base64_payload
+from gateway.core.mailparse import Span, base64_span
 from gateway.core.mailtext import decode_text
 
 MAX_DEPTH: Final = 30
@@ -55,6 +55,7 @@ class Part:
     data: bytes
     charset: str | None
     declared: str
+    span: Span | None = None  # where ``data`` lies in the raw mail, base64-encoded
 
 
 @dataclass(frozen=True)
@@ -175,14 +176,19 @@ def clean_filename(name: str) -> str | None:
 
 
 def payload_bytes(part: Message) -> bytes:
-    kept = base64_payload(part)  # an attachment still in the raw mail: decoded from there
+    return payload_and_span(part)[0]
+
+
+def payload_and_span(part: Message) -> tuple[bytes, Span | None]:
+    """The decoded payload, and where it lies in the raw mail as clean base64 (or None)."""
+    kept = base64_span(part)  # an attachment still in the raw mail: decoded from there
     if kept is not None:
         return kept
     try:
         data = part.get_payload(decode=True)
     except Exception:  # undecodable transfer encoding: nothing usable
-        return b""
-    return data if isinstance(data, bytes) else b""
+        return b"", None
+    return (data if isinstance(data, bytes) else b""), None
 
 
 def _charset(part: Message) -> str | None:
@@ -301,7 +307,8 @@ class _Walker:
         elif name is None and in_related and disposition != "attachment":
             return  # an unnamed resource of the HTML body that nothing references
         else:
-            found.items.append(Part(name, payload_bytes(part), _charset(part), ctype))
+            data, span = payload_and_span(part)
+            found.items.append(Part(name, data, _charset(part), ctype, span))
 
     def _referenced(self, part: Message) -> bool:
         cid = _content_id(part)

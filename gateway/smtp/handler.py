@@ -58,6 +58,7 @@ from gateway.core.documents import (
     DocumentError,
     Extraction,
     ExtractionLimits,
+    FaxDocument,
     NeedsConversion,
     SplitMessage,
     TooManyPages,
@@ -504,6 +505,7 @@ class FaxHandler(AuthMechanisms):
         header_from: str,
     ) -> NewMessage:
         txn = _transaction(envelope)
+        raw = bytes(envelope.original_content or b"")
         names = _display_names(message)
         reply_to = parseaddr(str(message.get("Reply-To", "")))[1]
         trusted_only = self.is_trusted(session) and self.user(session) is None
@@ -536,9 +538,9 @@ class FaxHandler(AuthMechanisms):
                 for address, n in txn.recipients
             ],
             options=options,
-            raw=bytes(envelope.original_content or b""),
+            raw=raw,
             documents=[
-                NewDocument(d.filename, d.document_type, d.detected, d.pages, d.content)
+                NewDocument(d.filename, d.document_type, d.detected, d.pages, d.content, _span_in(d, raw))
                 for d in extraction.documents
             ],
         )
@@ -586,6 +588,12 @@ class FaxHandler(AuthMechanisms):
 def _peer(session: Session) -> str | None:
     peer = session.peer
     return str(peer[0]) if isinstance(peer, tuple) and peer else None
+
+
+def _span_in(document: FaxDocument, raw: bytes) -> tuple[int, int] | None:
+    """Where the document lies, base64-encoded, in the very bytes stored as the raw mail."""
+    span = document.span
+    return (span[1], span[2]) if span is not None and span[0] is raw else None
 
 
 def _one_line(text: str) -> str:

@@ -62,6 +62,9 @@ class NewDocument:
     detected: str
     pages: int
     content: bytes
+    # (start, end) of ``content`` as clean base64 within the message's raw bytes: the
+    # store may keep that reference instead of the content (``document_chunks`` decodes).
+    raw_span: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

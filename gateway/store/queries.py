@@ -24,9 +24,17 @@ INSERT_RAW_IN_PLACE = "INSERT INTO message_raw (message_id, raw) VALUES (?, ?)"
 
 SELECT_RAW = "SELECT raw FROM message_raw WHERE message_id = ?"
 
+# Where a document's bytes are: its own content, or base64 text within the raw mail.
+SELECT_DOCUMENT_SOURCE = """
+SELECT d.raw_start, d.raw_end, r.rowid
+  FROM documents d LEFT JOIN message_raw r ON r.message_id = d.message_id AND d.raw_start IS NOT NULL
+ WHERE d.id = ?
+"""
+
 INSERT_DOCUMENT = """
-INSERT INTO documents (message_id, seq, filename, document_type, detected, pages, size, content)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO documents (message_id, seq, filename, document_type, detected, pages, size, content,
+                       raw_start, raw_end)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 INSERT_JOB = """

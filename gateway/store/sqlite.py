@@ -12,6 +12,7 @@ Large documents are read back with incremental BLOB I/O, a chunk at a time.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
 import functools
 import json
@@ -137,6 +138,9 @@ def _message_row(message: NewMessage) -> tuple[Any, ...]:
 
 
 def _document_row(message: NewMessage, seq: int, doc: NewDocument, content: bytes) -> tuple[Any, ...]:
+    """A document row; one found as clean base64 in the raw mail keeps only where it is."""
+    start, end = doc.raw_span if doc.raw_span is not None else (None, None)
+    stored = b"" if doc.raw_span is not None else content
     return (
         message.id,
         seq,
@@ -145,7 +149,9 @@ def _document_row(message: NewMessage, seq: int, doc: NewDocument, content: byte
         doc.detected,
         doc.pages,
         len(doc.content),
-        content,
+        stored,
+        start,
+        end,
     )
 
 
@@ -184,7 +190,7 @@ def _insert_one(conn: sqlite3.Connection, *, message: NewMessage) -> None:
     else:
         conn.execute(q.INSERT_RAW_IN_PLACE, (message.id, message.raw))
     for seq, doc in enumerate(message.documents):
-        big = len(doc.content) > _IN_PLACE
+        big = doc.raw_span is None and len(doc.content) > _IN_PLACE
         cursor = conn.execute(
             q.INSERT_DOCUMENT, _document_row(message, seq, doc, b"" if big else doc.content)
         )
@@ -374,7 +380,9 @@ class SQLiteStore:
         through incremental BLOB I/O. The raw mail has a table of its own (migration
         0007), so its row holds nothing else.
         """
-        small = len(message.raw) <= _IN_PLACE and all(len(d.content) <= _IN_PLACE for d in message.documents)
+        small = len(message.raw) <= _IN_PLACE and all(
+            d.raw_span is not None or len(d.content) <= _IN_PLACE for d in message.documents
+        )
         await self._write(_Accepted(message) if small else functools.partial(_insert_one, message=message))
 
     # -- jobs ------------------------------------------------------------------
@@ -509,6 +517,13 @@ class SQLiteStore:
         return await self._read(read)
 
     async def document_chunks(self, document_id: int, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        source = await self._read(
+            lambda conn: conn.execute(q.SELECT_DOCUMENT_SOURCE, (document_id,)).fetchone()
+        )
+        if source is not None and source[0] is not None:  # base64 within the raw mail
+            async for chunk in self._decoded_from_raw(*source, chunk_size=chunk_size):
+                yield chunk
+            return
         offset = 0
         while True:
 
@@ -523,6 +538,34 @@ class SQLiteStore:
                 yield chunk
             if not chunk or offset >= size:  # the last chunk says so: no read just to see the end
                 return
+
+    async def _decoded_from_raw(
+        self, start: int, end: int, raw_row: int | None, *, chunk_size: int
+    ) -> AsyncIterator[bytes]:
+        """Decode base64 text at raw[start:end] a chunk at a time (line breaks skipped)."""
+        if raw_row is None:
+            raise StoreError("the raw mail this document lies in is missing")
+        step = (chunk_size // 3) * 4  # about chunk_size bytes decoded per read
+        carry = b""
+        at = start
+        while at < end:
+
+            def read(conn: sqlite3.Connection, at: int = at) -> bytes:
+                with conn.blobopen("message_raw", "raw", raw_row, readonly=True) as blob:
+                    blob.seek(at)
+                    return blob.read(min(step, end - at))
+
+            text = await self._read(read)
+            if not text:
+                raise StoreError("the raw mail ends before the document it holds")
+            at += len(text)
+            text = carry + text.replace(b"\r", b"").replace(b"\n", b"")
+            whole = len(text) - len(text) % 4
+            carry = text[whole:]
+            if whole:
+                yield binascii.a2b_base64(text[:whole])
+        if carry:
+            yield binascii.a2b_base64(carry)
 
     async def set_submit_state(self, message_id: str, state: str, *, now: float) -> None:
         def apply(conn: sqlite3.Connection) -> None:

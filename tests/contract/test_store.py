@@ -155,6 +155,30 @@ async def test_one_batch_of_small_and_big_mails_keeps_each_one_whole(store: SQLi
         assert [e.action for e in await store.events(mail.id)] == ["accepted"]
 
 
+@pytest.mark.parametrize("size", [10, 5_000, 3 << 20])  # small, a few chunks, big mail
+async def test_a_document_kept_as_base64_in_the_raw_mail_comes_back_decoded(
+    store: SQLiteStore, tmp_path: Path, size: int
+) -> None:
+    import base64
+    import sqlite3
+
+    content = bytes(range(251)) * (size // 251) + b"%PDF"[: size % 4 + 1]
+    text = base64.encodebytes(content).replace(b"\n", b"\r\n")  # 76 characters a line
+    head = b"Subject: x\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    raw = head + text + b"\r\n--end--\r\n"
+    doc = NewDocument("a.pdf", "PDF", "pdf", 1, content, raw_span=(len(head), len(head) + len(text)))
+    mail = message(1)
+    await store.accept_message(NewMessage(**{**mail.__dict__, "raw": raw, "documents": [doc]}))
+    stored = await store.message("JOB00001")
+    assert stored is not None and stored.documents[0].size == len(content)
+    chunks = [c async for c in store.document_chunks(stored.documents[0].id, chunk_size=999)]
+    assert b"".join(chunks) == content
+    assert max(len(c) for c in chunks) <= 999 and (len(chunks) > 1) == (len(content) > 999)  # streamed
+    conn = sqlite3.connect(tmp_path / "gateway.db")
+    assert conn.execute("SELECT length(content) FROM documents").fetchone() == (0,)  # not kept twice
+    conn.close()
+
+
 async def test_enqueue_is_unique_by_kind_and_ref(store: SQLiteStore) -> None:
     assert await store.enqueue(JobKind.DELIVER, "fax-1", {"a": 1}, now=1)
     assert not await store.enqueue(JobKind.DELIVER, "fax-1", {"a": 2}, now=2)
