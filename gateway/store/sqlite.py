@@ -1,12 +1,17 @@
 """SQLite backend: WAL mode, ``synchronous=FULL``, group commit.
 
 Writes from every coroutine are queued to one writer thread, which applies everything
-pending in one transaction (each item in its own SAVEPOINT, so one failing item does not
-take the others down) and commits once: one fsync serves many SMTP sessions, and each
-caller's future resolves only after that commit returned. Reads run on a second
-connection in a second thread; WAL lets them proceed while the writer writes.
+pending in one transaction and commits once: one fsync serves many SMTP sessions, and
+each caller's future resolves only after that commit returned. Accepted mails of a batch
+go in with one multi-row statement per table; when an item fails, the batch is replayed
+with each item in its own SAVEPOINT, so one failing item does not take the others down.
+Reads run on reader connections in their own threads; WAL lets them proceed while the
+writer writes.
 
-Large documents are read back with incremental BLOB I/O, a chunk at a time.
+A PDF that arrived as clean base64 is kept once, inside the raw mail: its document row
+holds where the text lies (``raw_start``, ``raw_end``) and ``document_chunks`` decodes it
+from there. Large documents and raw mails are read back with incremental BLOB I/O, a
+chunk at a time.
 """
 
 from __future__ import annotations
