@@ -145,7 +145,7 @@ async def test_one_batch_of_small_and_big_mails_keeps_each_one_whole(store: SQLi
         mails.append(NewMessage(**{**mail.__dict__, "raw": f"raw {n}".encode(), "documents": two}))
     await asyncio.gather(*(store.accept_message(m) for m in mails))
     assert len(await store.jobs(kind=JobKind.DISPATCH, limit=1000)) == 150
-    for mail in mails[:: 7]:
+    for mail in mails[::7]:
         stored = await store.message(mail.id)
         assert stored is not None and stored.subject == "s"
         assert [d.seq for d in stored.documents] == [0, 1]
@@ -280,3 +280,30 @@ async def test_migrations_carry_existing_mail_forward(tmp_path: Path) -> None:
     check = sqlite3.connect(tmp_path / "old.db")
     assert "raw" not in [r[1] for r in check.execute("PRAGMA table_info(messages)")]
     check.close()
+
+
+async def test_documents_stored_before_migration_0008_still_read_back(tmp_path: Path) -> None:
+    import sqlite3
+
+    from gateway.store.sqlite import migrate
+
+    conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    assert migrate(conn, upto=7) == 7
+    conn.execute(
+        "INSERT INTO messages (id, received_at, mailbox_user_id, envelope_from, header_from, report_to,"
+        " auth, message_id, subject, recipients, options, sender_key, fax_count, fax_pages)"
+        " VALUES ('M1', 1, 'u1', 'a@x', 'a@x', 'a@x', 'trusted', '<m@x>', 's', '[]', '{}', 'a@x', 1, 1)"
+    )
+    conn.execute(
+        "INSERT INTO documents (message_id, seq, filename, document_type, detected, pages, size, content)"
+        " VALUES ('M1', 0, 'a.pdf', 'PDF', 'pdf', 1, 8, X'255044462D312E34')"
+    )
+    conn.close()
+    store = await SQLiteStore.open(tmp_path / "old.db")
+    try:
+        stored = await store.message("M1")
+        assert stored is not None
+        assert b"".join([c async for c in store.document_chunks(stored.documents[0].id)]) == b"%PDF-1.4"
+    finally:
+        await store.close()
