@@ -50,22 +50,17 @@ def parse(raw: bytes) -> EmailMessage:
     return message if message is not None else _parse_plain(raw)
 
 
-def base64_payload(part: Message) -> bytes | None:
-    """The decoded payload of a base64 part still held as raw bytes, when clean.
+Span = tuple[bytes, int, int]  # (the raw mail, start, end): a clean base64 body within it
+
+
+def base64_payload(part: Message) -> tuple[bytes, Span] | None:
+    """The decoded payload of a base64 part still held as raw bytes, when clean, and
+    where its base64 text lies in the raw mail (so it need not be stored twice).
 
     Clean is what ``get_payload(decode=True)`` decodes without a defect: base64
     characters only (the run was matched as such), a length that is a multiple of 4
     and at most two ``=`` at the very end. Otherwise None: ask ``get_payload``.
     """
-    kept = base64_span(part)
-    return kept[0] if kept is not None else None
-
-
-Span = tuple[bytes, int, int]  # (the raw mail, start, end): a clean base64 body within it
-
-
-def base64_span(part: Message) -> tuple[bytes, Span] | None:
-    """``base64_payload``, and where its base64 text lies in the raw mail."""
     source = part.__dict__.get("_source") if isinstance(part, _ParsedMessage) else None
     if source is None:
         return None

@@ -31,7 +31,7 @@ from email.message import Message
 from typing import Final
 
 from gateway.core.document_errors import DocumentRefused
-from gateway.core.mailparse import Span, base64_span
+from gateway.core.mailparse import Span, base64_payload
 from gateway.core.mailtext import decode_text
 
 MAX_DEPTH: Final = 30
@@ -181,7 +181,7 @@ def payload_bytes(part: Message) -> bytes:
 
 def payload_and_span(part: Message) -> tuple[bytes, Span | None]:
     """The decoded payload, and where it lies in the raw mail as clean base64 (or None)."""
-    kept = base64_span(part)  # an attachment still in the raw mail: decoded from there
+    kept = base64_payload(part)  # an attachment still in the raw mail: decoded from there
     if kept is not None:
         return kept
     try:

@@ -373,8 +373,10 @@ class FaxHandler(AuthMechanisms):
                 sender=new.envelope_from,
                 numbers=[r.number for r in new.recipients],
             )
-        finally:
-            self.usage.committed(new.id)  # no-op after failed(); otherwise it may be in the store
+        except BaseException:
+            self.usage.committed(new.id)  # cut off mid-commit: it may be stored, so it counts
+            raise
+        self.usage.committed(new.id)
         if self.on_accept is not None:
             self.on_accept()
         if self.metrics is not None:

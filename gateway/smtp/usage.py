@@ -92,7 +92,8 @@ class UsageWindows:
             return
         sender, mailbox, use = entry
         for key in (("sender", sender), ("mailbox", mailbox)):
-            for copy in (self._copies.get(key), self._reading.get(key, (None,))[0]):
+            reading = self._reading.get(key)  # a copy being read now must not miss it either
+            for copy in (self._copies.get(key), reading[0] if reading else None):
                 if copy is not None:
                     copy.add(use)
 

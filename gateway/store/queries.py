@@ -18,9 +18,12 @@ INSERT INTO messages (id, received_at, mailbox_user_id, envelope_from, header_fr
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
-# The raw mail goes in empty, sized, then is written through incremental BLOB I/O.
-INSERT_RAW = "INSERT INTO message_raw (message_id, raw) VALUES (?, zeroblob(?))"
-INSERT_RAW_IN_PLACE = "INSERT INTO message_raw (message_id, raw) VALUES (?, ?)"
+INSERT_RAW = "INSERT INTO message_raw (message_id, raw) VALUES (?, ?)"
+
+# A raw mail or document too big to bind goes in empty, is sized here, then is written
+# through incremental BLOB I/O at the row these return.
+SIZE_RAW = "UPDATE message_raw SET raw = zeroblob(?) WHERE message_id = ? RETURNING rowid"
+SIZE_DOCUMENT = "UPDATE documents SET content = zeroblob(?) WHERE message_id = ? AND seq = ? RETURNING id"
 
 SELECT_RAW = "SELECT raw FROM message_raw WHERE message_id = ?"
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import binascii
 import contextlib
-import functools
 import json
 import sqlite3
 import threading
@@ -110,16 +109,47 @@ def _job(row: Sequence[Any]) -> Job:
 
 _IN_PLACE = 1 << 20  # bigger raw mails and documents are written a chunk at a time
 _CHUNK = 1 << 20
+_ROWS_PER_INSERT = 64  # x 14 columns stays far below SQLite's 32,766 parameters
 
 
 @dataclass(frozen=True)
 class _Accepted:
-    """A write item for one accepted mail small enough to go in with its batch."""
+    """A write item for one accepted mail; the writer inserts a batch's together."""
 
     message: NewMessage
 
     def __call__(self, conn: sqlite3.Connection) -> None:  # alone, when its batch is replayed
         _insert_accepted(conn, [self.message])
+
+
+def _insert_accepted(conn: sqlite3.Connection, messages: list[NewMessage]) -> None:
+    """Accepted mails, all at once: one multi-row statement per table.
+
+    A raw mail or document over ``_IN_PLACE`` goes in empty and is then written a chunk
+    at a time through incremental BLOB I/O: bound as a parameter, SQLite would hold two
+    more copies of it while inserting.
+    """
+    if not messages:
+        return
+    documents = [_document_row(m, seq, doc) for m in messages for seq, doc in enumerate(m.documents)]
+    jobs = [(JobKind.DISPATCH, m.id, "{}", m.received_at, m.received_at, m.received_at) for m in messages]
+    for sql, rows in (
+        (q.INSERT_MESSAGE, [_message_row(m) for m in messages]),
+        (q.INSERT_RAW, [(m.id, b"" if len(m.raw) > _IN_PLACE else m.raw) for m in messages]),
+        (q.INSERT_DOCUMENT, documents),
+        (q.INSERT_JOB, jobs),
+        (q.INSERT_EVENT, [(m.received_at, m.id, None, "accepted", m.auth) for m in messages]),
+    ):
+        for at in range(0, len(rows), _ROWS_PER_INSERT):
+            part = rows[at : at + _ROWS_PER_INSERT]
+            conn.execute(q.many_rows(sql, len(part)), [value for row in part for value in row])
+    for m in messages:
+        if len(m.raw) > _IN_PLACE:
+            _write_blob(conn, q.SIZE_RAW, (len(m.raw), m.id), "message_raw", "raw", m.raw)
+        for seq, doc in enumerate(m.documents):
+            if _written_apart(doc):
+                args = (len(doc.content), m.id, seq)
+                _write_blob(conn, q.SIZE_DOCUMENT, args, "documents", "content", doc.content)
 
 
 def _message_row(message: NewMessage) -> tuple[Any, ...]:
@@ -142,76 +172,23 @@ def _message_row(message: NewMessage) -> tuple[Any, ...]:
     )
 
 
-def _document_row(message: NewMessage, seq: int, doc: NewDocument, content: bytes) -> tuple[Any, ...]:
+def _written_apart(doc: NewDocument) -> bool:
+    return doc.raw_span is None and len(doc.content) > _IN_PLACE
+
+
+def _document_row(message: NewMessage, seq: int, doc: NewDocument) -> tuple[Any, ...]:
     """A document row; one found as clean base64 in the raw mail keeps only where it is."""
     start, end = doc.raw_span if doc.raw_span is not None else (None, None)
-    stored = b"" if doc.raw_span is not None else content
-    return (
-        message.id,
-        seq,
-        doc.filename,
-        doc.document_type,
-        doc.detected,
-        doc.pages,
-        len(doc.content),
-        stored,
-        start,
-        end,
-    )
+    content = b"" if doc.raw_span is not None or _written_apart(doc) else doc.content
+    return (message.id, seq, doc.filename, doc.document_type, doc.detected, doc.pages, len(doc.content),
+            content, start, end)  # fmt: skip
 
 
-def _insert_accepted(conn: sqlite3.Connection, messages: list[NewMessage]) -> None:
-    """Small accepted mails, all at once: one multi-row statement per table."""
-    if not messages:
-        return
-    documents = [
-        _document_row(m, seq, doc, doc.content) for m in messages for seq, doc in enumerate(m.documents)
-    ]
-    for sql, rows in (
-        (q.INSERT_MESSAGE, [_message_row(m) for m in messages]),
-        (q.INSERT_RAW_IN_PLACE, [(m.id, m.raw) for m in messages]),
-        (q.INSERT_DOCUMENT, documents),
-        (
-            q.INSERT_JOB,
-            [(JobKind.DISPATCH, m.id, "{}", m.received_at, m.received_at, m.received_at) for m in messages],
-        ),
-        (q.INSERT_EVENT, [(m.received_at, m.id, None, "accepted", m.auth) for m in messages]),
-    ):
-        for at in range(0, len(rows), _ROWS_PER_INSERT):
-            part = rows[at : at + _ROWS_PER_INSERT]
-            conn.execute(q.many_rows(sql, len(part)), [value for row in part for value in row])
-
-
-_ROWS_PER_INSERT = 64  # x 14 columns stays far below SQLite's 32,766 parameters
-
-
-def _insert_one(conn: sqlite3.Connection, *, message: NewMessage) -> None:
-    """A large accepted mail: its big parts go in empty, sized, then a chunk at a time
-    through incremental BLOB I/O (bound as parameters, SQLite would hold two more copies)."""
-    conn.execute(q.INSERT_MESSAGE, _message_row(message))
-    if len(message.raw) > _IN_PLACE:
-        raw = conn.execute(q.INSERT_RAW, (message.id, len(message.raw)))
-        _write_blob(conn, "message_raw", "raw", raw.lastrowid, message.raw)
-    else:
-        conn.execute(q.INSERT_RAW_IN_PLACE, (message.id, message.raw))
-    for seq, doc in enumerate(message.documents):
-        big = doc.raw_span is None and len(doc.content) > _IN_PLACE
-        cursor = conn.execute(
-            q.INSERT_DOCUMENT, _document_row(message, seq, doc, b"" if big else doc.content)
-        )
-        if big:
-            conn.execute(
-                "UPDATE documents SET content = zeroblob(?) WHERE id = ?",
-                (len(doc.content), cursor.lastrowid),
-            )
-            _write_blob(conn, "documents", "content", cursor.lastrowid, doc.content)
-    now = message.received_at
-    conn.execute(q.INSERT_JOB, (JobKind.DISPATCH, message.id, "{}", now, now, now))
-    conn.execute(q.INSERT_EVENT, (now, message.id, None, "accepted", message.auth))
-
-
-def _write_blob(conn: sqlite3.Connection, table: str, column: str, row: int | None, data: bytes) -> None:
-    assert row is not None
+def _write_blob(
+    conn: sqlite3.Connection, size: str, args: tuple[Any, ...], table: str, column: str, data: bytes
+) -> None:
+    """Size the blob (``size`` returns its row), then write ``data`` into it a chunk at a time."""
+    (row,) = conn.execute(size, args).fetchone()
     view = memoryview(data)
     with conn.blobopen(table, column, row) as blob:
         for at in range(0, len(data), _CHUNK):
@@ -376,19 +353,13 @@ class SQLiteStore:
     async def accept_message(self, message: NewMessage) -> None:
         """One transaction: the message, its documents, its dispatch job, its first event.
 
-        Mails whose raw bytes and documents are all within ``_IN_PLACE`` are written in
-        bulk: every such mail of a commit batch goes in with one multi-row statement per
-        table (``_insert_accepted``). Each statement costs the writer thread the GIL
-        once more when it returns, and the event loop holds the GIL most of the time
-        under load: five statements a batch instead of five a mail is what keeps a
-        commit short. Larger mails go in one by one (``_insert_one``), their big parts
-        through incremental BLOB I/O. The raw mail has a table of its own (migration
-        0007), so its row holds nothing else.
+        The accepted mails of a commit batch go in together, one multi-row statement per
+        table (``_insert_accepted``): each statement costs the writer thread the GIL once
+        more when it returns, and the event loop holds the GIL most of the time under
+        load, so five statements a batch instead of five a mail keeps a commit short.
+        The raw mail has a table of its own (migration 0007), so its row holds nothing else.
         """
-        small = len(message.raw) <= _IN_PLACE and all(
-            d.raw_span is not None or len(d.content) <= _IN_PLACE for d in message.documents
-        )
-        await self._write(_Accepted(message) if small else functools.partial(_insert_one, message=message))
+        await self._write(_Accepted(message))
 
     # -- jobs ------------------------------------------------------------------
     async def enqueue(

@@ -11,8 +11,9 @@ import pytest
 
 from gateway.core.policy import Use
 from gateway.smtp.usage import UsageWindows
-from gateway.store.base import NewDocument, NewMessage, Recipient, Usage
+from gateway.store.base import NewMessage, Usage
 from gateway.store.sqlite import SQLiteStore
+from tests.contract.test_store_usage import mail as stored_mail
 
 ALICE = "alice@example.com"
 
@@ -52,21 +53,7 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
 
 
 def mail(n: int, *, at: float, sender: str = ALICE, mailbox: str = "u1", numbers: int = 1) -> NewMessage:
-    return NewMessage(
-        id=f"USE{n:05d}",
-        received_at=at,
-        mailbox_user_id=mailbox,
-        envelope_from=sender,
-        header_from=sender,
-        report_to=sender,
-        auth="trusted 127.0.0.1",
-        message_id=f"<u{n}@example.com>",
-        subject="s",
-        recipients=[Recipient(f"1323555{1000 + i}", "x") for i in range(numbers)],
-        options={},
-        raw=b"raw",
-        documents=[NewDocument("a.pdf", "PDF", "pdf", 2, b"%PDF")],
-    )
+    return stored_mail(n, at=at, sender=sender, mailbox=mailbox, numbers=numbers, pages=[2])
 
 
 def windows(counting: Counting, clock: Clock, **kw: Any) -> UsageWindows:
