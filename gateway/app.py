@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from gateway.mail.relay import MailSender, make_sender
 from gateway.metrics import Metrics
 from gateway.settings import Mailbox, Settings, split_host_port
 from gateway.smtp.handler import FaxHandler
+from gateway.smtp.reading import MailReaders
 from gateway.smtp.server import bound_port, start_smtp_listeners
 from gateway.store.sqlite import SQLiteStore
 from gateway.workers.base import Worker
@@ -51,6 +53,7 @@ class Gateway:
     smtp_server: asyncio.Server | None = None
     smtp_tls_server: asyncio.Server | None = None  # implicit TLS (smtp.implicit_tls_listen)
     audit: Audit | None = None
+    readers: MailReaders | None = None  # child processes that parse mails
     http_server: Any = None
     metrics: Metrics = field(default_factory=Metrics)
     workers: list[Worker] = field(default_factory=list)
@@ -64,6 +67,12 @@ class Gateway:
     async def start(self) -> None:
         s = self.settings
         self.store = await SQLiteStore.open(s.database.sqlite_path)
+        processes = s.smtp.reader_processes
+        if processes is None:
+            processes = 1 if (os.cpu_count() or 1) > 1 else 0
+        if processes:
+            self.readers = MailReaders(processes)
+            await self.readers.start()  # they warm up while the rest starts
         self.audit = Audit.from_settings(s.logging)
         base_url, app_id, api_key = s.efax.base_url, s.efax.app_id, s.efax.api_key.get_secret_value()
         if s.efax.simulated:
@@ -120,6 +129,7 @@ class Gateway:
             on_accept=self._nudge_dispatch,
             metrics=self.metrics,
             audit=self.audit,
+            readers=self.readers,
         )
         for worker in self.workers:  # the first of each kind keeps going under a burst of mail
             if not worker.name.endswith("-0"):
@@ -279,6 +289,8 @@ class Gateway:
             self.smtp_server.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.smtp_server.wait_closed(), timeout=2)
+        if self.readers is not None:
+            await self.readers.stop()
         for worker in self.workers:
             worker.stop()
         if self.tasks:

@@ -34,6 +34,12 @@ class Metrics:
         self.smtp_sessions = Counter("faxgw_smtp_sessions", "SMTP sessions opened", registry=r)
         self.smtp_accepted = Counter("faxgw_smtp_accepted", "mails accepted (250)", registry=r)
         self.smtp_refused = Counter("faxgw_smtp_refused", "SMTP refusals by reply code", ["code"], registry=r)
+        self.smtp_read = Counter(
+            "faxgw_smtp_mails_read",
+            "mails parsed and their documents found, by where: reader (a child process), loop, thread",
+            ["where"],
+            registry=r,
+        )
         self.faxes_submitted = Counter("faxgw_faxes_submitted", "faxes handed to eFax", registry=r)
         self.faxes_final = Counter(
             "faxgw_faxes_final", "sent faxes that reached a final state", ["outcome"], registry=r
@@ -72,6 +78,9 @@ class Metrics:
 
     def smtp_mail_accepted(self) -> None:
         self.smtp_accepted.inc()
+
+    def smtp_mail_read(self, where: str) -> None:
+        self.smtp_read.labels(where=where).inc()
 
     # -- hook for the eFax client (EfaxClient.on_call) --------------------------------
     def observe_efax(self, route: str, outcome: str, seconds: float) -> None:

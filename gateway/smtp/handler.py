@@ -39,7 +39,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from email.utils import getaddresses, make_msgid, parseaddr
 from typing import Any
 
@@ -56,13 +55,11 @@ from gateway.core.addressing import (
 )
 from gateway.core.documents import (
     DocumentError,
-    Extraction,
     ExtractionLimits,
     FaxDocument,
     NeedsConversion,
     SplitMessage,
     TooManyPages,
-    extract_documents,
     parse_message,
     partial_key,
     reassemble_partials,
@@ -74,6 +71,7 @@ from gateway.metrics import Metrics
 from gateway.settings import Mailbox, Settings
 from gateway.smtp.auth import AuthMechanisms, AuthUser, UserDirectory
 from gateway.smtp.ingress import Ingress
+from gateway.smtp.reading import MailReaders, ReaderUnavailable, ReadMail, read_mail
 from gateway.smtp.usage import UsageWindows
 from gateway.store.base import NewDocument, NewMessage, Recipient, Store, StoreError
 
@@ -120,8 +118,10 @@ class FaxHandler(AuthMechanisms):
         on_accept: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
         audit: Audit | None = None,
+        readers: MailReaders | None = None,
     ) -> None:
         self.settings = settings
+        self.readers = readers
         self.on_accept = on_accept
         self.store = store
         self.limits = limits or ExtractionLimits()
@@ -306,7 +306,7 @@ class FaxHandler(AuthMechanisms):
         if too_much:
             return refuse(too_much)
         try:
-            message, extraction = await self._read_mail(raw)
+            mail = await self._read_mail(raw)
         except SplitMessage:
             # One piece of a message/partial mail: keep it; the last one to arrive
             # carries the whole mail on through the checks below.
@@ -314,7 +314,7 @@ class FaxHandler(AuthMechanisms):
             if isinstance(whole, str):
                 return whole if whole.startswith("250") else refuse(whole)
             try:
-                message, extraction = await self._read_mail(whole)
+                mail = await self._read_mail(whole)
             except DocumentError as err:  # a piece within a piece included
                 return refuse(f"554 5.6.0 {_one_line(str(err))}")
             raw = whole
@@ -324,7 +324,7 @@ class FaxHandler(AuthMechanisms):
         except DocumentError as err:
             return refuse(f"554 5.6.0 {_one_line(str(err))}")
 
-        froms = getaddresses([str(v) for v in message.get_all("From", [])])
+        froms = getaddresses(list(mail.froms))
         header_from = froms[0][1] if len(froms) == 1 else ""
         if len(froms) != 1:
             return refuse("550 5.7.1 The mail must have exactly one From: address to be faxed.")
@@ -338,7 +338,7 @@ class FaxHandler(AuthMechanisms):
         p = self.settings.policy
         if p.require_authentication_results and self.user(session) is None:
             unverified = authresults.verify(
-                [str(v) for v in message.get_all("Authentication-Results", [])],
+                list(mail.authentication_results),
                 requirement=p.require_authentication_results,
                 authserv_id=p.authserv_id,
                 from_domain=header_from,
@@ -346,6 +346,7 @@ class FaxHandler(AuthMechanisms):
             )
             if unverified:
                 return refuse(unverified, header_from)
+        extraction = mail.extraction
         too_heavy = payload_refusal([len(d.content) for d in extraction.documents], len(numbers))
         if too_heavy:
             return refuse(too_heavy, header_from)
@@ -353,7 +354,7 @@ class FaxHandler(AuthMechanisms):
         verdict = await self._rates(sender, mailbox, faxes=len(numbers), pages=pages)
         if not verdict.ok:
             return refuse(verdict.reply or "", header_from)
-        new = self._new_message(session, envelope, message, extraction, mailbox, header_from)
+        new = self._new_message(session, envelope, mail, mailbox, header_from)
         # Shielded: once the commit is under way, a dropped connection must not cut off
         # its audit line (the client, missing its 250, may send the mail again).
         return await asyncio.shield(self._accept(new, session, mailbox, pages))
@@ -442,21 +443,28 @@ class FaxHandler(AuthMechanisms):
         except DocumentError as err:
             return f"554 5.6.0 {_one_line(str(err))}"
 
-    async def _read_mail(self, raw: bytes) -> tuple[EmailMessage, Extraction]:
-        """The mail parsed and its documents extracted: on the event loop when that is
-        quick (a mail of at most ``_QUICK_BYTES`` with only PDFs and text: about a
-        millisecond per 100 KB), else in a thread (images, office files, winmail.dat and
-        big mails, whose conversion may take seconds). Handing every mail to a thread
-        costs more than the parsing: the loop then waits for the GIL each time it wakes."""
+    async def _read_mail(self, raw: bytes) -> ReadMail:
+        """The mail parsed and its documents extracted. A quick one (at most
+        ``_QUICK_BYTES``, only PDFs and text: about a millisecond per 100 KB) by a reader
+        process when there is one running, else on the event loop; any other (images,
+        office files, winmail.dat, big mails, whose conversion may take seconds) in a
+        thread. Handing every mail to a thread costs more than the parsing: the loop then
+        waits for the GIL each time it wakes."""
         if len(raw) <= _QUICK_BYTES:
             with contextlib.suppress(NeedsConversion):
-                return self._read(raw, self._quick_limits)
-        return await asyncio.to_thread(self._read, raw, self.limits)
+                try:
+                    if self.readers is not None:
+                        return self._was_read("reader", await self.readers.read(raw, self._quick_limits))
+                except ReaderUnavailable as err:
+                    if err.tried:  # a child failed on it: this one may be the reason
+                        return self._was_read("thread", await asyncio.to_thread(read_mail, raw, self.limits))
+                return self._was_read("loop", read_mail(raw, self._quick_limits))
+        return self._was_read("thread", await asyncio.to_thread(read_mail, raw, self.limits))
 
-    @staticmethod
-    def _read(raw: bytes, limits: ExtractionLimits) -> tuple[EmailMessage, Extraction]:
-        message = parse_message(raw)
-        return message, extract_documents(message, limits)
+    def _was_read(self, where: str, mail: ReadMail) -> ReadMail:
+        if self.metrics is not None:
+            self.metrics.smtp_mail_read(where)
+        return mail
 
     # -- how much -------------------------------------------------------------------------
     async def _rates(self, sender: str, mailbox: Mailbox | None, *, faxes: int, pages: int) -> Verdict:
@@ -501,20 +509,20 @@ class FaxHandler(AuthMechanisms):
         self,
         session: Session,
         envelope: Envelope,
-        message: EmailMessage,
-        extraction: Extraction,
+        mail: ReadMail,
         mailbox: Mailbox,
         header_from: str,
     ) -> NewMessage:
         txn = _transaction(envelope)
         raw = bytes(envelope.original_content or b"")
-        names = _display_names(message)
-        reply_to = parseaddr(str(message.get("Reply-To", "")))[1]
+        extraction = mail.extraction
+        names = _display_names(mail.to_cc)
+        reply_to = parseaddr(mail.reply_to)[1]
         trusted_only = self.is_trusted(session) and self.user(session) is None
         report_to = reply_to if (reply_to and trusted_only) else header_from
         now = self.clock()
         job_id = new_job_id(now)
-        from_name = parseaddr(str(message.get("From", "")))[0]
+        from_name = parseaddr(mail.from_field)[0]
         options: dict[str, Any] = {
             "cover": extraction.options.cover,
             "resolution": extraction.options.resolution,
@@ -533,8 +541,8 @@ class FaxHandler(AuthMechanisms):
             header_from=header_from,
             report_to=report_to,
             auth=self.who(session),
-            message_id=str(message.get("Message-ID", "")).strip() or make_msgid(domain="fax-gateway"),
-            subject=str(message.get("Subject", "")),
+            message_id=mail.message_id.strip() or make_msgid(domain="fax-gateway"),
+            subject=mail.subject,
             recipients=[
                 Recipient(number=n.wire, pretty=n.pretty, name=names.get(address.lower()))
                 for address, n in txn.recipients
@@ -602,7 +610,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _display_names(message: EmailMessage) -> dict[str, str]:
+def _display_names(to_cc: tuple[str, ...]) -> dict[str, str]:
     """address (lower-case) -> display name, from To and Cc."""
-    pairs = getaddresses([str(v) for h in ("To", "Cc") for v in message.get_all(h, [])])
+    pairs = getaddresses(list(to_cc))
     return {addr.lower(): name for name, addr in pairs if name and addr}

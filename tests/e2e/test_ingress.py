@@ -1,14 +1,20 @@
-"""Mail first: while several mails are coming in, all but the first worker of a kind wait."""
+"""Mail first: while several mails are coming in, all but the first worker of a kind wait;
+and mails are read by a reader process beside the event loop."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.policy
+import os
+import signal
 import time
+from typing import Any
 
 from gateway.app import Gateway
+from gateway.simulator.server import RunningSimulator
 from gateway.smtp.ingress import Ingress
-from tests.e2e.conftest import ALICE, pdf_mail
+from tests.e2e.conftest import ALICE, make_pdf, pdf_mail, sim_get, smtp_send
 from tests.helpers import wait_until
 
 
@@ -63,3 +69,41 @@ async def test_a_deferring_worker_waits_at_most_max_wait_s() -> None:
         assert 0.15 < time.monotonic() - started < 1.0
         assert ingress.busy
     assert not ingress.busy
+
+
+def _read_by(gateway: Gateway, where: str) -> float:
+    value = gateway.metrics.registry.get_sample_value("faxgw_smtp_mails_read_total", {"where": where})
+    return value or 0.0
+
+
+async def test_mails_are_read_by_a_reader_process_and_one_killed_loses_nothing(
+    gateway: Gateway, simulator: RunningSimulator
+) -> None:
+    readers = gateway.readers
+    assert readers is not None  # the default on a machine of 2+ cores
+    pdfs: list[bytes] = []
+
+    async def send(marker: str) -> float:
+        pdfs.append(make_pdf(marker=marker))
+        before = _read_by(gateway, "reader")
+        result = await smtp_send(gateway.smtp_port, pdf_mail(pdf=pdfs[-1]))
+        assert result.code == 250, result
+        return _read_by(gateway, "reader") - before
+
+    # While the reader starts, mails are read on the event loop; then by the reader.
+    await wait_until(lambda: send(f"mail {len(pdfs)}"), timeout=20, interval=0.05)
+    (pid,) = readers.pids
+    os.kill(pid, signal.SIGKILL)
+    await wait_until(lambda: pid not in readers.pids)
+    on_loop = _read_by(gateway, "loop")
+    assert await send("after the kill") == 0
+    assert _read_by(gateway, "loop") == on_loop + 1
+
+    async def all_faxed() -> list[dict[str, Any]] | None:
+        faxes: list[dict[str, Any]] = await sim_get(simulator, "/_sim/faxes")
+        return faxes if len(faxes) >= len(pdfs) else None
+
+    faxes = await wait_until(all_faxed)
+    assert len(faxes) == len(pdfs)  # every mail once, none twice
+    faxed = [await sim_get(simulator, f"/_sim/faxes/{f['fax_id']}") for f in faxes]
+    assert sorted(base64.b64decode(f["documents"][0]["document_content"]) for f in faxed) == sorted(pdfs)

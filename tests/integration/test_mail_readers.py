@@ -1,0 +1,178 @@
+"""Reader processes: real children of this test, reading the client corpus over their pipes."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from gateway.core.documents import (
+    DocumentError,
+    ExtractionLimits,
+    NeedsConversion,
+    SplitMessage,
+)
+from gateway.smtp.reading import MailReaders, ReaderUnavailable, read_mail
+from tests import corpus
+from tests.helpers import wait_until
+
+QUICK = dataclasses.replace(ExtractionLimits(), quick_only=True)
+
+
+@pytest.fixture
+async def readers() -> AsyncIterator[MailReaders]:
+    pool = MailReaders(1, restart_after_s=0.0)
+    await pool.start()
+    await _until_ready(pool)
+    yield pool
+    await pool.stop()
+
+
+async def _until_ready(pool: MailReaders) -> None:
+    async def ready() -> bool:
+        try:
+            await pool.read(corpus.text_only(), QUICK)
+        except ReaderUnavailable as err:
+            assert not err.tried
+            return False
+        return True
+
+    await wait_until(ready, timeout=20, interval=0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is gone too
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        corpus.outlook_html_logo_pdf,
+        corpus.thunderbird_two_pdfs,
+        corpus.scanner_octet_stream_pdf,
+        corpus.apple_inline_pdf,
+        corpus.rfc2231_non_ascii_name,
+        corpus.text_only,
+        corpus.html_only,
+    ],
+)
+async def test_a_child_reads_a_mail_as_this_process_does(
+    readers: MailReaders, build: Callable[[], bytes]
+) -> None:
+    raw = build()
+    there, here = await readers.read(raw, QUICK), read_mail(raw, QUICK)
+    assert there == dataclasses.replace(here)  # every header field and every document, bytes and all
+    spans = [d.span for d in there.extraction.documents if d.span is not None]
+    for span in spans:  # the positions came back; the mail is this process's own bytes again
+        assert span[0] is raw
+    if build is corpus.scanner_octet_stream_pdf:
+        assert spans
+
+
+@pytest.mark.parametrize(
+    ("build", "kind"),
+    [
+        (corpus.zip_only, DocumentError),
+        (corpus.empty_mail, DocumentError),
+        (corpus.jpeg_photo, NeedsConversion),
+        (lambda: corpus.message_partial(3)[0], SplitMessage),
+    ],
+)
+async def test_a_refusal_comes_back_as_the_same_exception_and_sentence(
+    readers: MailReaders, build: Callable[[], bytes], kind: type[Exception]
+) -> None:
+    raw = build()
+    with pytest.raises(kind) as here:
+        read_mail(raw, QUICK)
+    with pytest.raises(kind) as there:
+        await readers.read(raw, QUICK)
+    assert type(there.value) is type(here.value)
+    assert str(there.value) == str(here.value)
+
+
+async def test_a_killed_child_fails_what_it_owed_and_is_replaced(readers: MailReaders) -> None:
+    (pid,) = readers.pids
+    os.kill(pid, signal.SIGSTOP)  # stuck mid-mail, as far as the pool can tell
+    reading = asyncio.ensure_future(readers.read(corpus.thunderbird_two_pdfs(), QUICK))
+    await asyncio.sleep(0.1)
+    assert not reading.done()
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(ReaderUnavailable) as lost:
+        await asyncio.wait_for(reading, 5)
+    assert lost.value.tried  # the mail was with the child: the caller must not trust the loop with it
+    await _until_ready(readers)
+    (new,) = readers.pids
+    assert new != pid
+    assert (await readers.read(corpus.text_only(), QUICK)).extraction.body_is_document
+
+
+async def test_a_child_taking_too_long_is_killed_and_the_mail_handed_back() -> None:
+    pool = MailReaders(1, timeout_s=0.5, restart_after_s=60)
+    await pool.start()
+    try:
+        await _until_ready(pool)
+        (pid,) = pool.pids
+        os.kill(pid, signal.SIGSTOP)
+        with pytest.raises(ReaderUnavailable) as stuck:
+            await pool.read(corpus.text_only(), QUICK)
+        assert stuck.value.tried
+        await wait_until(lambda: not _alive(pid))
+        with pytest.raises(ReaderUnavailable) as none:  # not restarted before restart_after_s
+            await pool.read(corpus.text_only(), QUICK)
+        assert not none.value.tried
+    finally:
+        await pool.stop()
+
+
+async def test_stop_ends_every_child() -> None:
+    pool = MailReaders(2)
+    await pool.start()
+    pids = pool.pids
+    assert len(pids) == 2
+    await pool.stop()
+    assert pool.pids == []
+    for pid in pids:
+        assert not _alive(pid)
+    with pytest.raises(ReaderUnavailable):
+        await pool.read(corpus.text_only(), QUICK)
+
+
+def test_children_exit_when_the_gateway_is_killed() -> None:
+    """SIGKILL gives the parent no chance to stop them: their stdin ends and they go."""
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+        from gateway.smtp.reading import MailReaders
+
+        async def main():
+            pool = MailReaders(1)
+            await pool.start()
+            print(pool.pids[0], flush=True)
+            await asyncio.sleep(60)
+
+        asyncio.run(main())
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert _alive(child)
+    finally:
+        parent.kill()
+        parent.wait()
+        assert parent.stdout is not None
+        parent.stdout.close()
+    asyncio.run(wait_until(lambda: not _alive(child), timeout=10))
