@@ -437,16 +437,39 @@ def proc_status_kb(pid: int, key: str) -> int:
     raise KeyError(key)
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the gateway and its reader processes), from /proc."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as f:
+                    todo.extend(int(child) for child in f.read().split())
+    return found
+
+
+def tree_status_kb(pid: int, key: str) -> int:
+    """``VmRSS`` / ``VmHWM`` summed over ``pid`` and its descendants, in KiB."""
+    total = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError, KeyError):
+            total += proc_status_kb(member, key)
+    return total
+
+
 @contextlib.contextmanager
 def rss_sampler(pid: int, every_s: float = 0.01) -> Iterator[list[int]]:
-    """Samples VmRSS (KiB) every ``every_s`` in a thread; the list fills while inside."""
+    """Samples VmRSS (KiB) of ``pid`` and its descendants, summed, every ``every_s`` in a
+    thread; the list fills while inside."""
     samples: list[int] = []
     stop = threading.Event()
 
     def run() -> None:
         while not stop.is_set():
             with contextlib.suppress(OSError, KeyError, ValueError):
-                samples.append(proc_status_kb(pid, "VmRSS"))
+                samples.append(tree_status_kb(pid, "VmRSS"))
             stop.wait(every_s)
 
     thread = threading.Thread(target=run, daemon=True)

@@ -7,10 +7,13 @@ as base64 on the wire) goes through ``serve`` (bench/_serve.py, smtp.max_message
 80 MB by default, default dispatch.workers) to a simulator in its own process, so the
 simulator's copy of the fax is not counted.
 
-Measured on the gateway process only (/proc/PID/status):
+Measured on the gateway process and its reader processes (smtp.reader_processes), each
+figure summed over them (/proc/PID/status):
   idle   VmRSS once start-up is over (median of a few samples, nothing sent yet);
   peak   the larger of VmRSS sampled every 10 ms from before DATA until the simulator
-         answered the POST /faxes (plus 0.5 s), and VmHWM read at the end;
+         answered the POST /faxes (plus 0.5 s), and the gateway's VmHWM read at the end
+         plus its readers' VmRSS then (a reader's own VmHWM is its start-up's, and mails
+         this big are never handed to a reader);
   ratio  (peak - idle) / PDF size. Bar: <= 3.
 Exit 0 unless the mail was refused or the fax never reached the simulator.
 """
@@ -31,9 +34,11 @@ from _harness import (
     make_pdf,
     port_of,
     proc_status_kb,
+    process_tree,
     rss_sampler,
     send_one,
     sim_posts,
+    tree_status_kb,
     verdict,
     wait_until,
 )
@@ -57,7 +62,7 @@ def main() -> int:
         time.sleep(1.0)  # let start-up finish (workers' first claims, HTTP)
         idle_samples = []
         for _ in range(5):
-            idle_samples.append(proc_status_kb(gw.pid, "VmRSS"))
+            idle_samples.append(tree_status_kb(gw.pid, "VmRSS"))
             time.sleep(0.1)
         idle_kb = int(statistics.median(idle_samples))
 
@@ -75,7 +80,9 @@ def main() -> int:
             faxed = bool(reply) and reply[0][0] == 250 and wait_until(answered, 120, 0.05)
             faxed_s = time.perf_counter() - started
             time.sleep(0.5)
-        hwm_kb = proc_status_kb(gw.pid, "VmHWM")
+        processes = len(process_tree(gw.pid))
+        readers_kb = tree_status_kb(gw.pid, "VmRSS") - proc_status_kb(gw.pid, "VmRSS")
+        hwm_kb = proc_status_kb(gw.pid, "VmHWM") + readers_kb
         posts = sim_posts(sim.address)
 
     if not reply or reply[0][0] != 250:
@@ -90,7 +97,7 @@ def main() -> int:
     ratio = growth / len(pdf)
     print(f"250 after {accepted_s:.2f} s, POST /faxes answered {posts[0]['status']} after {faxed_s:.2f} s")
     print(
-        f"gateway RSS: idle {idle_kb / 1024:.1f} MiB, peak {peak_kb / 1024:.1f} MiB "
+        f"gateway RSS ({processes} processes): idle {idle_kb / 1024:.1f} MiB, peak {peak_kb / 1024:.1f} MiB "
         f"(sampled max {sampled_kb / 1024:.1f}, VmHWM {hwm_kb / 1024:.1f}; {len(samples)} samples)"
     )
     print(
