@@ -196,7 +196,10 @@ def header_refusal(raw: bytes, *, max_bytes: int, max_fields: int) -> str | None
     The header block ends at the first empty line (CRLF CRLF, or LF LF from a sloppy
     client); a mail with no empty line is all header.
     """
-    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    within = max_bytes + 4  # a mail is mostly body: look no further than the limit allows
+    ends = [i for i in (raw.find(b"\r\n\r\n", 0, within), raw.find(b"\n\n", 0, within)) if i >= 0]
+    if not ends and len(raw) > within:  # too big for sure; how big, for the refusal
+        ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
     size = min(ends) if ends else len(raw)
     if size > max_bytes:
         return (

@@ -141,6 +141,24 @@ def test_header_caps() -> None:
     )  # no body: all header
 
 
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+def test_header_size_is_exact_either_side_of_the_limit_whatever_the_body(eol: bytes) -> None:
+    body = (b"A" * 76 + eol) * 2000  # a long body: the header's end is not looked for in it
+    head = b"From: a@x" + eol + b"X-Pad: " + b"p" * 200 + eol
+
+    def mail(pad: int) -> bytes:
+        return head + b"X: " + b"q" * pad + eol + eol + body
+
+    size = len(mail(0)) - len(body) - 2 * len(eol)  # the header block, without its blank line
+    assert header_refusal(mail(0), max_bytes=size, max_fields=10) is None
+    assert header_refusal(mail(0), max_bytes=size - 1, max_fields=10) == (
+        f"552 5.3.4 The mail's header is {size} bytes, more than the {size - 1} bytes this "
+        "gateway takes; send it without the extra header fields."
+    )
+    far = header_refusal(mail(5000), max_bytes=size, max_fields=10) or ""
+    assert far.startswith(f"552 5.3.4 The mail's header is {size + 5000} bytes, more than the {size} bytes")
+
+
 # -- destinations -------------------------------------------------------------------------------
 def parse(address: str, allow: list[str] | None = None, deny: list[str] | None = None) -> str:
     return parse_fax_address(
