@@ -107,6 +107,14 @@ class FaxDocument:
     # Where ``content`` lies, base64-encoded, in the raw mail it came from (a PDF sent as
     # is), so that the store can keep it as a reference rather than a second copy.
     span: Span | None = None
+    # Set when ``content`` was left behind (b"") because ``span`` says where it is: its
+    # size. A reader process answers so, rather than send back what the caller has.
+    length: int | None = None
+
+    @property
+    def size(self) -> int:
+        """Bytes of the document, whether ``content`` holds them or ``span`` does."""
+        return len(self.content) if self.length is None else self.length
 
 
 @dataclass(frozen=True)

@@ -347,7 +347,7 @@ class FaxHandler(AuthMechanisms):
             if unverified:
                 return refuse(unverified, header_from)
         extraction = mail.extraction
-        too_heavy = payload_refusal([len(d.content) for d in extraction.documents], len(numbers))
+        too_heavy = payload_refusal([d.size for d in extraction.documents], len(numbers))
         if too_heavy:
             return refuse(too_heavy, header_from)
         pages = extraction.pages * len(numbers)
@@ -550,8 +550,7 @@ class FaxHandler(AuthMechanisms):
             options=options,
             raw=raw,
             documents=[
-                NewDocument(d.filename, d.document_type, d.detected, d.pages, d.content, _span_in(d, raw))
-                for d in extraction.documents
+                _new_document(d, raw) for d in extraction.documents
             ],
         )
 
@@ -600,10 +599,23 @@ def _peer(session: Session) -> str | None:
     return str(peer[0]) if isinstance(peer, tuple) and peer else None
 
 
-def _span_in(document: FaxDocument, raw: bytes) -> tuple[int, int] | None:
-    """Where the document lies, base64-encoded, in the very bytes stored as the raw mail."""
+def _new_document(document: FaxDocument, raw: bytes) -> NewDocument:
+    """The document to store; where it lies, base64-encoded, in the very bytes stored as
+    the raw mail, when it does (else its content, which is then always there)."""
     span = document.span
-    return (span[1], span[2]) if span is not None and span[0] is raw else None
+    if span is None or span[0] is not raw:
+        if document.length is not None:  # read elsewhere, from other bytes: cannot happen
+            raise ValueError(f"the content of {document.filename!r} was left behind")
+        span = None
+    return NewDocument(
+        document.filename,
+        document.document_type,
+        document.detected,
+        document.pages,
+        document.content,
+        (span[1], span[2]) if span is not None else None,
+        document.length,
+    )
 
 
 def _one_line(text: str) -> str:

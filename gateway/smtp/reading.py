@@ -15,8 +15,8 @@ What crosses the pipe: to the child ``(raw, limits)``; back ``("ok", ReadMail)``
 ``("refused", kind, sentence)`` for a mail that cannot be faxed, or ``("failed", why)``.
 Each is a pickle behind its 4-byte big-endian length; replies come in the order asked.
 Only what the gateway's own code built is pickled, both ways. A document found as clean
-base64 in the mail travels as its position only (``FaxDocument.span``'s bytes are
-dropped there and the caller's raw mail put back here), so a mail crosses once.
+base64 in the mail comes back as its position and size only (``FaxDocument.span`` and
+``length``; the caller's raw mail is put back into the span here), so a mail crosses once.
 
 Never a mail lost to a child: a child that is not running yet, dies, or takes longer than
 ``timeout_s`` makes ``read`` raise ``ReaderUnavailable``; the handler then reads the mail
@@ -41,6 +41,7 @@ import signal
 import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Final
@@ -50,6 +51,7 @@ from gateway.core.documents import (
     DocumentError,
     Extraction,
     ExtractionLimits,
+    FaxDocument,
     NeedsConversion,
     SplitMessage,
     TooManyPages,
@@ -126,13 +128,23 @@ class ReaderUnavailable(Exception):
         self.tried = tried
 
 
-def _spans_into(read: ReadMail, raw: bytes) -> ReadMail:
-    """``read`` with its documents' spans pointing into ``raw``: ``b""`` in the child, so
-    that the mail is not sent back, and the caller's mail again here."""
-    documents = tuple(
-        d if d.span is None else dataclasses.replace(d, span=(raw, d.span[1], d.span[2]))
-        for d in read.extraction.documents
+def _left_behind(read: ReadMail) -> ReadMail:
+    """In the child: what the caller has is not sent back. A document found as clean
+    base64 keeps only its position and size (``FaxDocument.length``)."""
+    return _with_documents(
+        read,
+        lambda d: dataclasses.replace(d, span=(b"", d.span[1], d.span[2]), content=b"", length=d.size),
     )
+
+
+def _spans_into(read: ReadMail, raw: bytes) -> ReadMail:
+    """Here: the documents' spans point into the caller's own mail again."""
+    return _with_documents(read, lambda d: dataclasses.replace(d, span=(raw, d.span[1], d.span[2])))
+
+
+def _with_documents(read: ReadMail, change: Callable[[Any], FaxDocument]) -> ReadMail:
+    """``read`` with ``change`` applied to each document that has a span."""
+    documents = tuple(d if d.span is None else change(d) for d in read.extraction.documents)
     return dataclasses.replace(read, extraction=dataclasses.replace(read.extraction, documents=documents))
 
 
@@ -335,7 +347,7 @@ def _answer(raw: bytes, limits: ExtractionLimits) -> tuple[Any, ...]:
         return ("refused", type(err).__name__, str(err))
     except Exception as err:  # the parent reads it itself and sees it there
         return ("failed", f"{type(err).__name__}: {err}"[:500])
-    return ("ok", _spans_into(read, b""))
+    return ("ok", _left_behind(read))
 
 
 def child_main() -> None:

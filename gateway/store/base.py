@@ -65,6 +65,16 @@ class NewDocument:
     # (start, end) of ``content`` as clean base64 within the message's raw bytes: the
     # store may keep that reference instead of the content (``document_chunks`` decodes).
     raw_span: tuple[int, int] | None = None
+    # With ``raw_span``, ``content`` may be left out (b""): then this is its size.
+    length: int | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.content) if self.length is None else self.length
+
+    def __post_init__(self) -> None:
+        if self.length is not None and (self.raw_span is None or self.content):
+            raise ValueError("a document's content may be left out only when raw_span says where it is")
 
 
 @dataclass(frozen=True)

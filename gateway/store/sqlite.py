@@ -180,7 +180,7 @@ def _document_row(message: NewMessage, seq: int, doc: NewDocument) -> tuple[Any,
     """A document row; one found as clean base64 in the raw mail keeps only where it is."""
     start, end = doc.raw_span if doc.raw_span is not None else (None, None)
     content = b"" if doc.raw_span is not None or _written_apart(doc) else doc.content
-    return (message.id, seq, doc.filename, doc.document_type, doc.detected, doc.pages, len(doc.content),
+    return (message.id, seq, doc.filename, doc.document_type, doc.detected, doc.pages, doc.size,
             content, start, end)  # fmt: skip
 
 

@@ -155,10 +155,13 @@ async def test_one_batch_of_small_and_big_mails_keeps_each_one_whole(store: SQLi
         assert [e.action for e in await store.events(mail.id)] == ["accepted"]
 
 
+@pytest.mark.parametrize("left_out", [False, True], ids=["with-content", "content-left-out"])
 @pytest.mark.parametrize("size", [10, 5_000, 3 << 20])  # small, a few chunks, big mail
 async def test_a_document_kept_as_base64_in_the_raw_mail_comes_back_decoded(
-    store: SQLiteStore, tmp_path: Path, size: int
+    store: SQLiteStore, tmp_path: Path, size: int, left_out: bool
 ) -> None:
+    """Given its content, or only its size (as a reader process answers), the store keeps
+    where the document is in the raw mail and decodes it from there."""
     import base64
     import sqlite3
 
@@ -166,7 +169,11 @@ async def test_a_document_kept_as_base64_in_the_raw_mail_comes_back_decoded(
     text = base64.encodebytes(content).replace(b"\n", b"\r\n")  # 76 characters a line
     head = b"Subject: x\r\nContent-Transfer-Encoding: base64\r\n\r\n"
     raw = head + text + b"\r\n--end--\r\n"
-    doc = NewDocument("a.pdf", "PDF", "pdf", 1, content, raw_span=(len(head), len(head) + len(text)))
+    span = (len(head), len(head) + len(text))
+    if left_out:
+        doc = NewDocument("a.pdf", "PDF", "pdf", 1, b"", raw_span=span, length=len(content))
+    else:
+        doc = NewDocument("a.pdf", "PDF", "pdf", 1, content, raw_span=span)
     mail = message(1)
     await store.accept_message(NewMessage(**{**mail.__dict__, "raw": raw, "documents": [doc]}))
     stored = await store.message("JOB00001")
@@ -177,6 +184,13 @@ async def test_a_document_kept_as_base64_in_the_raw_mail_comes_back_decoded(
     conn = sqlite3.connect(tmp_path / "gateway.db")
     assert conn.execute("SELECT length(content) FROM documents").fetchone() == (0,)  # not kept twice
     conn.close()
+
+
+def test_a_document_may_leave_its_content_out_only_with_a_raw_span() -> None:
+    with pytest.raises(ValueError, match="raw_span"):
+        NewDocument("a.pdf", "PDF", "pdf", 1, b"", length=10)
+    with pytest.raises(ValueError, match="raw_span"):
+        NewDocument("a.pdf", "PDF", "pdf", 1, b"%PDF", raw_span=(0, 8), length=4)
 
 
 async def test_enqueue_is_unique_by_kind_and_ref(store: SQLiteStore) -> None:
