@@ -158,9 +158,12 @@ class _Child:
         self.listener: asyncio.Task[None] | None = None
 
     @property
+    def listening(self) -> bool:
+        return self.listener is not None and not self.listener.done()
+
+    @property
     def usable(self) -> bool:
-        listening = self.listener is not None and not self.listener.done()
-        return listening and self.ready.done() and not self.ready.cancelled()
+        return self.listening and self.ready.done() and not self.ready.cancelled()
 
     async def listen(self) -> None:
         """Hand each reply to the oldest waiting future; on EOF, fail the rest."""
@@ -277,13 +280,14 @@ class MailReaders:
 
     @property
     def pids(self) -> list[int]:
-        return [c.process.pid for c in self._children if c is not None and c.process.returncode is None]
+        """The children starting or taking mail (not those seen to end, nor told to)."""
+        return [c.process.pid for c in self._children if c is not None and c.listening]
 
     # -- inside ------------------------------------------------------------------------------
     def _pick(self) -> _Child | None:
         best: _Child | None = None
         for slot, child in enumerate(self._children):
-            if child is None or (child.listener is not None and child.listener.done()):
+            if child is None or not child.listening:
                 self._respawn_later(slot)
             elif child.usable and (best is None or len(child.owed) < len(best.owed)):
                 best = child
