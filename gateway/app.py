@@ -32,6 +32,7 @@ from gateway.smtp.server import bound_port, start_smtp_listeners
 from gateway.store.sqlite import SQLiteStore
 from gateway.workers.base import Worker
 from gateway.workers.dispatch import Dispatcher
+from gateway.workers.purge import Purger
 from gateway.workers.recovery import recover_orphans
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class Gateway:
     smtp_tls_server: asyncio.Server | None = None  # implicit TLS (smtp.implicit_tls_listen)
     audit: Audit | None = None
     readers: MailReaders | None = None  # child processes that parse mails
+    purger: Purger | None = None  # database.keep_days
     http_server: Any = None
     metrics: Metrics = field(default_factory=Metrics)
     workers: list[Worker] = field(default_factory=list)
@@ -120,6 +122,9 @@ class Gateway:
         await recover_orphans(self.store, now=time.time())  # before any worker of ours claims
         for worker in self.workers:
             self.tasks.append(asyncio.create_task(worker.run(), name=worker.name))
+        if s.database.keep_days > 0:
+            self.purger = Purger(self.store, keep_days=s.database.keep_days)
+            self.tasks.append(asyncio.create_task(self.purger.run(), name=self.purger.name))
         await self._start_http()
         limits = ExtractionLimits(office_converter=find_office_converter())
         handler = FaxHandler(
@@ -293,6 +298,8 @@ class Gateway:
             await self.readers.stop()
         for worker in self.workers:
             worker.stop()
+        if self.purger is not None:
+            self.purger.stop()
         if self.tasks:
             _, pending = await asyncio.wait(self.tasks, timeout=SHUTDOWN_GRACE_S)
             for task in pending:

@@ -182,6 +182,14 @@ class RelaySettings(_Section):
 
 class DatabaseSettings(_Section):
     url: str = Field("sqlite:///var/gateway.db", description="sqlite:///relative or sqlite:////absolute")
+    keep_days: float = Field(
+        30,
+        ge=0,
+        description=(
+            "days the bytes of a finished fax are kept (the mail and its documents once its "
+            "dispatch has ended; a received fax's PDF once mailed); its record stays; 0: forever"
+        ),
+    )
 
     @field_validator("url")
     @classmethod

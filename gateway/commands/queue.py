@@ -139,9 +139,16 @@ async def _retry(store: SQLiteStore, some_id: str) -> int:
     if not jobs:
         print(f"fax-gateway queue retry: no job for {some_id}", file=sys.stderr)
         return 1
+    message = await store.message(message_id) if fax is None else None
     now, done = time.time(), 0
     for job in jobs:
         if job.state not in RETRYABLE:
+            continue
+        if job.kind == JobKind.DISPATCH and message is not None and message.purged_at is not None:
+            print(
+                f"dispatch job {job.ref} not queued again: its mail was deleted after "
+                "database.keep_days; ask the sender to send it again"
+            )
             continue
         await store.set_job_state(job.id, JobState.QUEUED, now=now, run_after=now)
         await store.add_event(

@@ -549,9 +549,7 @@ class FaxHandler(AuthMechanisms):
             ],
             options=options,
             raw=raw,
-            documents=[
-                _new_document(d, raw) for d in extraction.documents
-            ],
+            documents=[_new_document(d, raw) for d in extraction.documents],
         )
 
     # -- helpers ----------------------------------------------------------------------------

@@ -127,6 +127,7 @@ class StoredMessage:
     options: dict[str, Any]
     submit_state: str
     documents: tuple[StoredDocument, ...] = field(default=())
+    purged_at: float | None = None  # when its mail and documents were deleted (keep_days)
 
 
 @dataclass(frozen=True)
@@ -323,6 +324,12 @@ class Store(Protocol):
         Returns (finished, report_enqueued); finished is False when the lease was lost."""
 
     # -- health ------------------------------------------------------------------------
+    async def purge(self, *, before: float, now: float, limit: int = 200) -> tuple[int, int]:
+        """Delete the bytes of up to ``limit`` messages received before ``before`` whose
+        dispatch has ended (raw mail, documents; the rows stay, marked ``purged_at``), and
+        of up to ``limit`` received faxes done before it (their PDF). Returns how many of
+        each; fewer than ``limit`` of both means nothing more is due."""
+
     async def touch(self, *, now: float) -> None:
         """Write and commit one tiny row: proves the store takes writes (``/readyz``)."""
 

@@ -91,7 +91,7 @@ COUNT_JOBS = "SELECT kind, state, COUNT(*) FROM jobs GROUP BY kind, state"
 
 SELECT_MESSAGE = """
 SELECT id, received_at, mailbox_user_id, envelope_from, header_from, report_to, auth, message_id,
-       subject, recipients, options, submit_state
+       subject, recipients, options, submit_state, purged_at
   FROM messages WHERE id = ?
 """
 
@@ -196,3 +196,20 @@ SELECT number, total FROM partials WHERE sender_key = ? AND partial_id = ? ORDER
 SELECT_PARTIAL_RAW = "SELECT raw FROM partials WHERE sender_key = ? AND partial_id = ? ORDER BY number"
 
 DELETE_PARTIAL = "DELETE FROM partials WHERE sender_key = ? AND partial_id = ?"
+
+
+# -- retention (database.keep_days) -----------------------------------------------------------
+# Messages received before ? whose dispatch job has ended (done, failed or dead), not yet purged.
+SELECT_PURGEABLE = """
+SELECT m.id FROM messages m JOIN jobs j ON j.kind = 'dispatch' AND j.ref = m.id
+ WHERE m.purged_at IS NULL AND m.received_at < ? AND j.state IN ('done', 'failed', 'dead')
+ ORDER BY m.received_at LIMIT ?
+"""
+PURGE_RAW = "UPDATE message_raw SET raw = x'' WHERE message_id = ?"
+PURGE_DOCUMENTS = "UPDATE documents SET content = x'', raw_start = NULL, raw_end = NULL WHERE message_id = ?"
+MARK_PURGED = "UPDATE messages SET purged_at = ? WHERE id = ?"
+# Received faxes mailed and marked (state done) before ?: their PDF goes.
+PURGE_RECEIVED_IMAGES = """
+UPDATE received SET image = NULL WHERE rowid IN (
+    SELECT rowid FROM received WHERE state = 'done' AND updated_at < ? AND image IS NOT NULL LIMIT ?)
+"""

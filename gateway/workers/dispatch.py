@@ -91,6 +91,9 @@ class Dispatcher(Worker):
         if message is None:
             await self._fail(job, "the stored mail is missing", report=False)
             return
+        if message.purged_at is not None:  # retried by hand after database.keep_days
+            await self._fail(job, "the stored mail was deleted (database.keep_days)", report=False)
+            return
         if self.policy.expired(created_at=message.received_at, now=now):
             await self._fail(job, f"eFax could not be reached in time: {job.last_error or 'no reply'}")
             return

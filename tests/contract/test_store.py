@@ -321,3 +321,76 @@ async def test_documents_stored_before_migration_0008_still_read_back(tmp_path: 
         assert b"".join([c async for c in store.document_chunks(stored.documents[0].id)]) == b"%PDF-1.4"
     finally:
         await store.close()
+
+
+# -- retention -----------------------------------------------------------------------------------
+async def _ended(store: SQLiteStore, n: int, state: JobState, *, content: bytes = b"%PDF-1.4 test") -> str:
+    """Message n accepted, its dispatch job moved to ``state``; its id."""
+    mail = message(n, content)
+    await store.accept_message(mail)
+    job = await store.find_job(JobKind.DISPATCH, mail.id)
+    assert job is not None
+    await store.set_job_state(job.id, state, now=mail.received_at)
+    return mail.id
+
+
+async def _document_bytes(store: SQLiteStore, message_id: str) -> bytes:
+    stored = await store.message(message_id)
+    assert stored is not None
+    chunks = []
+    for document in stored.documents:
+        chunks += [c async for c in store.document_chunks(document.id)]
+    return b"".join(chunks)
+
+
+async def test_purge_deletes_the_bytes_of_old_ended_faxes_only_and_keeps_their_record(
+    store: SQLiteStore,
+) -> None:
+    sent = await _ended(store, 1, JobState.DONE)
+    failed = await _ended(store, 2, JobState.FAILED)
+    waiting = await _ended(store, 3, JobState.DEFERRED)  # may still be sent: kept
+    recent = await _ended(store, 50, JobState.DONE)  # received after the cutoff: kept
+    received = (("r-done", "done", 1000), ("r-mailed", "mailed", 1000), ("r-new", "done", 2000))
+    for fax_id, state, at in received:
+        assert await store.record_received(user_id="u1", fax_id=fax_id, metadata={}, now=at)
+        await store.store_received_image(fax_id, b"%PDF received", now=at)
+        await store.update_received(fax_id, now=at, state=state)
+
+    assert await store.purge(before=1040, now=5000) == (2, 1)
+
+    for gone in (sent, failed):
+        stored = await store.message(gone)
+        assert stored is not None and stored.purged_at == 5000  # the record stays
+        assert stored.documents[0].size == len(b"%PDF-1.4 test") and stored.subject == "s"
+        assert await store.raw_message(gone) == b""
+        assert await _document_bytes(store, gone) == b""
+    assert [e.action for e in await store.events(sent)] == ["accepted"]  # its story too
+    for kept in (waiting, recent):
+        stored = await store.message(kept)
+        assert stored is not None and stored.purged_at is None
+        assert await store.raw_message(kept) == b"raw mail"
+        assert await _document_bytes(store, kept) == b"%PDF-1.4 test"
+    assert await store.received_image("r-done") is None
+    assert await store.received_image("r-mailed") == b"%PDF received"  # not mailed yet
+    assert await store.received_image("r-new") == b"%PDF received"
+    assert await store.purge(before=1040, now=5001) == (0, 0)  # nothing twice
+
+
+async def test_purge_goes_by_batches_and_clears_documents_kept_in_the_raw_mail(store: SQLiteStore) -> None:
+    import base64
+
+    content = b"%PDF" + bytes(range(256)) * 40
+    text = base64.encodebytes(content).replace(b"\n", b"\r\n")
+    head = b"Subject: x\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    span = (len(head), len(head) + len(text))
+    for n in range(1, 4):
+        mail = message(n)
+        doc = NewDocument("a.pdf", "PDF", "pdf", 1, b"", raw_span=span, length=len(content))
+        await store.accept_message(NewMessage(**{**mail.__dict__, "raw": head + text, "documents": [doc]}))
+        job = await store.find_job(JobKind.DISPATCH, mail.id)
+        assert job is not None
+        await store.set_job_state(job.id, JobState.DONE, now=1)
+    assert await _document_bytes(store, "JOB00001") == content
+    assert [await store.purge(before=2000, now=3000, limit=2) for _ in range(3)] == [(2, 0), (1, 0), (0, 0)]
+    for n in range(1, 4):
+        assert await _document_bytes(store, f"JOB{n:05d}") == b""
