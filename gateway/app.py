@@ -312,6 +312,8 @@ class Gateway:
             await self.http_server.stop()
         if self.efax is not None:
             await self.efax.aclose()
+        if self.mail is not None:
+            await self.mail.aclose()
         if self.simulator is not None:
             await self.simulator.stop()
         if self.store is not None:

@@ -1,7 +1,8 @@
 """A real SMTP sink on a loopback port, standing in for the mail relay in tests.
 
 It records every message it accepts (envelope and bytes), and can be told to answer
-RCPT or DATA with a given reply (``fail_rcpt``/``fail_data``), or to be down (stopped).
+RCPT or DATA with a given reply (``fail_rcpt``/``fail_data``), or to be down (stopped),
+and counts the connections it accepted (``drop_connections`` closes the open ones).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ class SmtpSink:
     messages: list[Received] = field(default_factory=list)
     fail_rcpt: dict[str, str] = field(default_factory=dict)  # address -> reply line
     fail_data: str | None = None  # reply line for DATA, e.g. "451 4.3.0 try later"
+    connections: int = 0  # accepted so far
     _server: asyncio.Server | None = None
+    _sessions: list[SMTP] = field(default_factory=list)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -55,18 +58,31 @@ class SmtpSink:
 
     async def start(self) -> SmtpSink:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: SMTP(self, hostname="sink.test", loop=loop), host=self.host, port=self.port
-        )
+
+        def session() -> SMTP:
+            self.connections += 1
+            self._sessions.append(SMTP(self, hostname="sink.test", loop=loop))
+            return self._sessions[-1]
+
+        self._server = await loop.create_server(session, host=self.host, port=self.port)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self
 
     async def stop(self) -> None:
-        """Stop listening (the relay is 'down'); start() again brings it back on the same port."""
+        """Stop listening and close open sessions (the relay is 'down'); start() again brings
+        it back on the same port."""
+        self.drop_connections()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+
+    def drop_connections(self) -> None:
+        """Close every open session from this side, as a relay restarting does."""
+        for session in self._sessions:
+            if session.transport is not None:
+                session.transport.close()
+        self._sessions.clear()
 
     def to(self, address: str) -> list[Received]:
         return [m for m in self.messages if address.lower() in (r.lower() for r in m.rcpt_tos)]

@@ -23,6 +23,9 @@ class MaildirSink:
         for sub in ("tmp", "new", "cur"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
+    async def aclose(self) -> None:
+        """Nothing is kept open between mails."""
+
     async def deliver(self, message: bytes, *, sender: str, recipients: list[str]) -> None:
         """Store one message; ``sender``/``recipients`` go in Return-Path/X-Envelope-To."""
         await asyncio.to_thread(self._write, message, sender, recipients)

@@ -10,6 +10,11 @@ Maildir ``relay.maildir`` when ``relay.host`` is empty.
 - ``relay.username``/``relay.password``: AUTH after TLS when a username is set.
 - ``relay.timeout_s``: for connecting and for each reply.
 
+Connections are kept between mails (up to ``pool`` idle ones, each for at most
+``idle_s`` and ``per_connection`` mails), so that a report per fax does not cost a TCP
+and TLS handshake and a login each. A kept connection is checked with NOOP before its
+next mail; one that fails it, or any transaction that failed, is closed, never reused.
+
 ``deliver`` raises ``MailTransient`` (relay unreachable, TLS or login trouble, a 4xx:
 try later) or ``MailPermanent`` (a 5xx to MAIL, RCPT or DATA: this message will never
 be taken). Failures of the relay itself (greeting, TLS, AUTH) are transient even when
@@ -20,6 +25,8 @@ settings lets it through. The relay password never appears in an error.
 from __future__ import annotations
 
 import ssl
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 import aiosmtplib
@@ -45,6 +52,8 @@ class MailPermanent(MailError):
 class MailSender(Protocol):
     async def deliver(self, message: bytes, *, sender: str, recipients: list[str]) -> None: ...
 
+    async def aclose(self) -> None: ...
+
 
 _RELAY_LEVEL = (
     aiosmtplib.SMTPConnectResponseError,
@@ -54,9 +63,24 @@ _RELAY_LEVEL = (
 
 
 class RelaySender:
-    def __init__(self, settings: RelaySettings, *, tls_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        settings: RelaySettings,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        pool: int = 4,
+        idle_s: float = 30.0,
+        per_connection: int = 100,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.tls_context = tls_context
+        self.pool = pool
+        self.idle_s = idle_s
+        self.per_connection = per_connection
+        self.clock = clock
+        self.connections = 0  # opened so far
+        self._idle: list[tuple[aiosmtplib.SMTP, float, int]] = []  # client, idle since, mails sent
 
     def _client(self) -> aiosmtplib.SMTP:
         s = self.settings
@@ -75,8 +99,13 @@ class RelaySender:
         s = self.settings
         where = f"the relay {s.host}:{s.port}"
         try:
-            async with self._client() as client:
+            client, sent = await self._connection()
+            try:
                 errors, _ = await client.sendmail(sender, recipients, message)
+            except BaseException:
+                client.close()  # whatever state it is in, it is not reused
+                raise
+            await self._keep(client, sent + 1)
         except aiosmtplib.SMTPRecipientsRefused as err:
             refused = {r.recipient: f"{r.code} {r.message}" for r in err.recipients}
             replies = "; ".join(sorted(set(refused.values())))
@@ -102,6 +131,49 @@ class RelaySender:
         if refused:
             replies = "; ".join(sorted(set(refused.values())))
             raise MailPermanent(f"{where} refused some recipients: {replies}", refused=refused)
+
+    async def aclose(self) -> None:
+        """Say QUIT on every kept connection."""
+        idle, self._idle = self._idle, []
+        for client, _, _ in idle:
+            await _close(client)
+
+    async def _connection(self) -> tuple[aiosmtplib.SMTP, int]:
+        """A kept connection that still answers NOOP, else a new one; and its mails so far."""
+        while self._idle:
+            client, since, sent = self._idle.pop()
+            if self.clock() - since < self.idle_s and client.is_connected:
+                try:
+                    await client.noop()
+                    return client, sent
+                except (aiosmtplib.SMTPException, OSError):
+                    pass
+            await _close(client)
+        client = self._client()
+        try:
+            await client.connect()  # with STARTTLS and AUTH as configured
+        except BaseException:
+            client.close()
+            raise
+        self.connections += 1
+        return client, 0
+
+    async def _keep(self, client: aiosmtplib.SMTP, sent: int) -> None:
+        if sent < self.per_connection and len(self._idle) < self.pool and client.is_connected:
+            self._idle.append((client, self.clock(), sent))
+        else:
+            await _close(client)
+
+
+async def _close(client: aiosmtplib.SMTP) -> None:
+    """QUIT if the relay still listens; the connection is closed either way."""
+    try:
+        if client.is_connected:
+            await client.quit()
+    except (aiosmtplib.SMTPException, OSError):
+        pass
+    finally:
+        client.close()
 
 
 def make_sender(settings: RelaySettings) -> MailSender:

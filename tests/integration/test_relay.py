@@ -50,10 +50,57 @@ async def test_4xx_is_transient_and_5xx_permanent(sink: SmtpSink) -> None:
     assert sink.messages == []
 
 
+async def test_one_connection_carries_consecutive_mails_until_it_is_dropped_or_idle(sink: SmtpSink) -> None:
+    now = [0.0]
+    sender = RelaySender(
+        RelaySettings(host=sink.host, port=sink.port, tls="none", timeout_s=5),
+        idle_s=30,
+        per_connection=3,
+        clock=lambda: now[0],
+    )
+    for n in range(4):  # three on the first connection, the fourth on a new one
+        await sender.deliver(MESSAGE, sender="", recipients=[f"user{n}@example.com"])
+    assert len(sink.messages) == 4 and sink.connections == sender.connections == 2
+
+    sink.drop_connections()  # the relay restarts: the kept connection fails its NOOP
+    await sender.deliver(MESSAGE, sender="", recipients=["after-restart@example.com"])
+    assert sink.connections == 3 and sink.to("after-restart@example.com")
+
+    now[0] += 31  # idle too long: not even tried
+    await sender.deliver(MESSAGE, sender="", recipients=["after-idle@example.com"])
+    assert sink.connections == 4 and len(sink.messages) == 6
+
+    sink.fail_data = "451 4.3.0 try later"  # a failed transaction: its connection is not kept
+    with pytest.raises(MailTransient, match="451"):
+        await sender.deliver(MESSAGE, sender="", recipients=["failed@example.com"])
+    sink.fail_data = None
+    await sender.deliver(MESSAGE, sender="", recipients=["again@example.com"])
+    assert sink.connections == 5 and len(sink.messages) == 7
+    await sender.aclose()
+
+
+async def test_concurrent_mails_each_get_a_connection_and_all_are_kept_up_to_the_pool(
+    sink: SmtpSink,
+) -> None:
+    sender = RelaySender(RelaySettings(host=sink.host, port=sink.port, tls="none", timeout_s=5), pool=2)
+    await asyncio.gather(
+        *(sender.deliver(MESSAGE, sender="", recipients=[f"u{n}@example.com"]) for n in range(3))
+    )
+    assert sink.connections == 3 and len(sink.messages) == 3
+    await asyncio.gather(
+        *(sender.deliver(MESSAGE, sender="", recipients=[f"v{n}@example.com"]) for n in range(2))
+    )
+    assert sink.connections == 3 and len(sink.messages) == 5  # the two kept ones carried them
+    await sender.aclose()
+
+
 async def test_a_relay_that_is_down_is_transient(sink: SmtpSink) -> None:
+    sender = plain(sink)
+    await sender.deliver(MESSAGE, sender="", recipients=["before@example.com"])  # a kept connection
     await sink.stop()
     with pytest.raises(MailTransient, match="cannot be reached"):
-        await plain(sink).deliver(MESSAGE, sender="", recipients=["alice@example.com"])
+        await sender.deliver(MESSAGE, sender="", recipients=["alice@example.com"])
+    assert [m.rcpt_tos for m in sink.messages] == [["before@example.com"]]
 
 
 async def test_starttls_is_required_not_if_offered(sink: SmtpSink) -> None:
@@ -120,10 +167,12 @@ async def test_starttls_then_auth(tls_relay: tuple[int, _Recorder], ca: trustme.
     settings = RelaySettings(
         host="127.0.0.1", port=port, tls="starttls", username="gateway", password=PASSWORD, timeout_s=5
     )
-    await RelaySender(settings, tls_context=_client_ctx(ca)).deliver(
-        MESSAGE, sender="", recipients=["alice@example.com"]
-    )
-    assert recorder.envelopes == [("<>", True, "gateway")]
+    sender = RelaySender(settings, tls_context=_client_ctx(ca))
+    for _ in range(2):
+        await sender.deliver(MESSAGE, sender="", recipients=["alice@example.com"])
+    # the second mail went on the kept connection: still in TLS, still logged in
+    assert recorder.envelopes == [("<>", True, "gateway")] * 2 and sender.connections == 1
+    await sender.aclose()
 
 
 async def test_a_refused_login_is_transient_and_keeps_the_password_secret(
