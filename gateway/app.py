@@ -29,6 +29,7 @@ from gateway.settings import Mailbox, Settings, split_host_port
 from gateway.smtp.handler import FaxHandler
 from gateway.smtp.reading import MailReaders
 from gateway.smtp.server import bound_port, start_smtp_listeners
+from gateway.store.base import JobKind
 from gateway.store.sqlite import SQLiteStore
 from gateway.workers.base import Worker
 from gateway.workers.dispatch import Dispatcher
@@ -136,9 +137,13 @@ class Gateway:
             audit=self.audit,
             readers=self.readers,
         )
+        kinds: set[JobKind] = set()
         for worker in self.workers:  # the first of each kind keeps going under a burst of mail
-            if not worker.name.endswith("-0"):
+            kind: JobKind | None = getattr(worker, "kind", None)  # the poller has none: it claims no job
+            if kind in kinds:
                 worker.defer_to = handler.ingress
+            elif kind is not None:
+                kinds.add(kind)
         self.smtp_server, self.smtp_tls_server = await start_smtp_listeners(handler, s.smtp)
         self._announce()
 

@@ -40,6 +40,8 @@ async def test_mails_in_their_data_phase_make_the_deferring_workers_wait(gateway
     ingress = by_name["dispatch-1"].defer_to
     assert isinstance(ingress, Ingress)
     assert by_name["dispatch-0"].defer_to is None and by_name["track-0"].defer_to is None
+    assert by_name["deliver-1"].defer_to is ingress and by_name["deliver-0"].defer_to is None
+    assert by_name["receive"].defer_to is None  # the poller claims no job: nothing to defer
     assert not ingress.busy
 
     data = pdf_mail().as_bytes(policy=email.policy.SMTP)
