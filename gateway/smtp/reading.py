@@ -21,7 +21,8 @@ base64 in the mail comes back as its position and size only (``FaxDocument.span`
 Never a mail lost to a child: a child that is not running yet, dies, or takes longer than
 ``timeout_s`` makes ``read`` raise ``ReaderUnavailable``; the handler then reads the mail
 itself. Children are started with the gateway, restarted at most every
-``restart_after_s``, told to stop by closing their stdin (and killed if they do not), and
+``restart_after_s`` (and no more once three in a row died before being ready: they
+cannot start here, one warning says so), told to stop by closing their stdin (and killed if they do not), and
 exit on their own when the gateway dies, since their stdin ends.
 
 Settings: ``smtp.reader_processes``.
@@ -66,6 +67,7 @@ _LENGTH: Final = struct.Struct(">I")
 # The child imports this very package, wherever it came from.
 _PACKAGE_PARENT: Final = str(Path(__file__).resolve().parents[2])
 _PIPE_BYTES: Final = 1 << 20  # a pipe this big holds several mails (Linux; else as it is)
+_GIVE_UP_AFTER: Final = 3  # children in a row that die before they are ready: they cannot start
 # The exceptions a child may answer with, by name; each is raised here with its sentence.
 _REFUSALS: Final[dict[str, type[Exception]]] = {
     cls.__name__: cls
@@ -212,6 +214,7 @@ class MailReaders:
         self.restart_after_s = restart_after_s
         self._children: list[_Child | None] = [None] * processes
         self._started_at = [0.0] * processes
+        self._stillborn = [0] * processes  # children in a row that ended before being ready
         self._starting: set[asyncio.Task[None]] = set()
         self._stopping = False
 
@@ -296,6 +299,8 @@ class MailReaders:
     def _respawn_later(self, slot: int) -> None:
         if self._stopping or any(t.get_name() == f"reader-{slot}" for t in self._starting):
             return
+        if self._stillborn[slot] >= _GIVE_UP_AFTER:
+            return
         if time.monotonic() - self._started_at[slot] < self.restart_after_s:
             return
         task = asyncio.create_task(self._spawn(slot), name=f"reader-{slot}")
@@ -307,6 +312,17 @@ class MailReaders:
         old = self._children[slot]
         if old is not None:
             old.end()
+            never_ready = not old.ready.done() or old.ready.cancelled()
+            self._stillborn[slot] = self._stillborn[slot] + 1 if never_ready else 0
+            if self._stillborn[slot] >= _GIVE_UP_AFTER:
+                log.warning(
+                    "a reader process ended %d times before it was ready; mails are read in the "
+                    "gateway's own process from now on",
+                    self._stillborn[slot],
+                    extra=event("reader failed"),
+                )
+                self._children[slot] = None
+                return
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
         try:
@@ -334,7 +350,7 @@ def _widen_pipe(writer: asyncio.StreamWriter | None) -> None:
     set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
     pipe = writer.transport.get_extra_info("pipe") if writer is not None else None
     if set_size is not None and pipe is not None:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, ValueError):  # ValueError: the child is gone already
             fcntl.fcntl(pipe.fileno(), set_size, _PIPE_BYTES)
 
 

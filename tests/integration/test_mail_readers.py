@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -185,3 +187,29 @@ def test_children_exit_when_the_gateway_is_killed() -> None:
         assert parent.stdout is not None
         parent.stdout.close()
     asyncio.run(wait_until(lambda: not _alive(child), timeout=10))
+
+
+async def test_a_reader_that_cannot_start_is_given_up_after_three_tries(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(sys, "executable", shutil.which("false") or "/bin/false")  # exits at once
+    pool = MailReaders(1, restart_after_s=0.0)
+    await pool.start()
+    try:
+
+        async def given_up() -> bool:
+            with pytest.raises(ReaderUnavailable) as none:
+                await pool.read(corpus.text_only(), QUICK)
+            assert not none.value.tried  # never handed a mail
+            return "ended 3 times before it was ready" in caplog.text
+
+        with caplog.at_level(logging.WARNING, logger="gateway.smtp.reading"):
+            await wait_until(given_up, timeout=10)
+            caplog.clear()
+            for _ in range(5):  # and no more tries after that
+                with pytest.raises(ReaderUnavailable):
+                    await pool.read(corpus.text_only(), QUICK)
+                await asyncio.sleep(0.02)
+        assert pool.pids == [] and caplog.text == ""
+    finally:
+        await pool.stop()
