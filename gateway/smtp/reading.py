@@ -14,7 +14,8 @@ on another core while the event loop goes on with the protocol. Measured with
 What crosses the pipe: to the child ``(raw, limits)``; back ``("ok", ReadMail)``,
 ``("refused", kind, sentence)`` for a mail that cannot be faxed, or ``("failed", why)``.
 Each is a pickle behind its 4-byte big-endian length; replies come in the order asked.
-Only what the gateway's own code built is pickled, both ways. A document found as clean
+Only what the gateway's own code built is pickled, both ways, and a reply may hold
+only the classes of a ``ReadMail`` (``_REPLY_CLASSES``). A document found as clean
 base64 in the mail comes back as its position and size only (``FaxDocument.span`` and
 ``length``; the caller's raw mail is put back into the span here), so a mail crosses once.
 
@@ -35,6 +36,7 @@ import collections
 import contextlib
 import dataclasses
 import fcntl
+import io
 import logging
 import os
 import pickle
@@ -121,6 +123,34 @@ def read_mail(raw: bytes, limits: ExtractionLimits) -> ReadMail:
     )
 
 
+# What a reply may be built of: the classes below and plain values (str, bytes, int,
+# tuples...), which pickle makes without naming a class. Anything else is refused, so a
+# child that a hostile mail had taken over could not make this process run code.
+_REPLY_CLASSES: Final = frozenset(
+    {
+        ("gateway.smtp.reading", "ReadMail"),
+        ("gateway.core.documents", "Extraction"),
+        ("gateway.core.documents", "FaxDocument"),
+        ("gateway.core.documents", "LeftOut"),
+        ("gateway.core.documents", "SubjectOptions"),
+    }
+)
+
+
+class _ReplyUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _REPLY_CLASSES:
+            raise pickle.UnpicklingError(f"a reader's reply may not hold {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _load_reply(frame: bytes) -> tuple[Any, ...]:
+    reply = _ReplyUnpickler(io.BytesIO(frame)).load()
+    if not isinstance(reply, tuple) or not reply or not isinstance(reply[0], str):
+        raise pickle.UnpicklingError("a reader's reply is not a tuple naming its kind")
+    return reply
+
+
 class ReaderUnavailable(Exception):
     """No child read this mail: read it here. ``tried``: a child had it, and died or took
     too long (the mail may be why, so do not read it on the event loop)."""
@@ -174,7 +204,7 @@ class _Child:
         try:
             while True:
                 (size,) = _LENGTH.unpack(await stdout.readexactly(_LENGTH.size))
-                reply = pickle.loads(await stdout.readexactly(size))
+                reply = _load_reply(await stdout.readexactly(size))
                 if not self.ready.done():
                     self.ready.set_result(None)
                     continue

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
@@ -231,5 +232,52 @@ async def test_a_reader_that_cannot_start_is_given_up_after_three_tries(
                     await pool.read(corpus.text_only(), QUICK)
                 await asyncio.sleep(0.02)
         assert pool.pids == [] and caplog.text == ""
+    finally:
+        await pool.stop()
+
+
+_HOSTILE_CHILD = """\
+import os, pickle, struct, sys
+
+class Payload:  # what a taken-over child might send: run a command when unpickled
+    def __reduce__(self):
+        return (os.system, ("touch " + {marker!r},))
+
+def send(reply):
+    frame = pickle.dumps(reply)
+    os.write(1, struct.pack(">I", len(frame)) + frame)
+
+send(("ready",))
+size = struct.unpack(">I", sys.stdin.buffer.read(4))[0]
+sys.stdin.buffer.read(size)
+send(("ok", Payload()))
+sys.stdin.buffer.read()
+"""
+
+
+async def test_a_reply_holding_anything_but_a_read_mail_is_refused_unrun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    marker = tmp_path / "ran"
+    child = tmp_path / "hostile-reader"
+    child.write_text(f"#!{sys.executable}\n" + _HOSTILE_CHILD.format(marker=str(marker)))
+    child.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(child))
+    pool = MailReaders(1, restart_after_s=60)
+    await pool.start()
+    try:
+
+        async def answered() -> bool:  # by the payload, once the child is ready
+            try:
+                await pool.read(corpus.text_only(), QUICK)
+            except ReaderUnavailable as err:
+                return err.tried
+            raise AssertionError("the payload was taken for a mail")
+
+        with caplog.at_level(logging.ERROR, logger="gateway.smtp.reading"):
+            await wait_until(answered, timeout=20, interval=0.05)
+        assert "may not hold posix.system" in caplog.text
+        assert not marker.exists()
+        assert pool.pids == []  # that child is done with
     finally:
         await pool.stop()
