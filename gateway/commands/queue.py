@@ -101,6 +101,8 @@ async def _show(store: SQLiteStore, some_id: str, zone: ZoneInfo) -> int:
         print(f"  document {d.seq + 1}: {d.filename} ({d.detected} -> {d.document_type}, {pages})")
     for item in message.options.get("left_out", []):
         print(f"  left out: {item['filename']}: {item['reason']}")
+    if message.purged_at is not None:
+        print(f"  mail and documents deleted {_when(message.purged_at, zone)} (database.keep_days)")
     job = await store.find_job(JobKind.DISPATCH, message.id)
     if job is not None:
         print(_job_line("dispatch", job, zone))

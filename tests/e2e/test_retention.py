@@ -42,7 +42,7 @@ async def _purged(gw: Gateway, job_id: str) -> bool:
 
 
 async def test_a_sent_fax_loses_its_bytes_after_keep_days_and_keeps_its_story(
-    keeping: Gateway, simulator: RunningSimulator
+    keeping: Gateway, simulator: RunningSimulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pdf = make_pdf(pages=2, marker="kept a while")
     reply = await smtp_send(keeping.smtp_port, pdf_mail(pdf=pdf))
@@ -56,6 +56,11 @@ async def test_a_sent_fax_loses_its_bytes_after_keep_days_and_keeps_its_story(
     stored = await keeping.store.message(reply.job_id)
     assert stored is not None and stored.documents[0].size == len(pdf) and stored.subject == "Contract"
     assert "accepted" in [e.action for e in await keeping.store.events(reply.job_id)]
+    capsys.readouterr()
+    assert await run_queue(keeping, "show", reply.job_id) == 0
+    shown = capsys.readouterr().out
+    assert "document 1: contract.pdf (pdf -> PDF, 2 pages)" in shown
+    assert "mail and documents deleted" in shown and "(database.keep_days)" in shown
     assert len(await sim_get(simulator, "/_sim/faxes")) == 1  # sent once, before, and only then
 
 
