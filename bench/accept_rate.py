@@ -1,6 +1,7 @@
 """How fast ``fax-gateway serve`` says 250, against aiosmtpd that only says 250.
 
     uv run python bench/accept_rate.py [--mails 2000] [--sessions 10] [--pdf-kb 100] [--cli]
+                                       [--readers N]
 
 Load: ``--mails`` mails, each with one PDF attachment of ``--pdf-kb`` KB (random pixels,
 so ~1.37x that on the wire), over ``--sessions`` parallel SMTP sessions (one smtplib
@@ -11,7 +12,8 @@ Targets, each a fresh child process on 127.0.0.1 port 0:
   gateway  serve (bench/_serve.py, or ``--cli``: python -m gateway.cli serve) with a temp
            SQLite database, dispatching to a simulator in its own process (default
            dispatch.workers), so the gateway pays for dispatch while it accepts, as it
-           would in production.
+           would in production; ``--readers N`` sets smtp.reader_processes (default: the
+           gateway's own default, 1 reader on 2+ cores; 0 parses in the gateway's process).
 
 Two rounds, in opposite order (bare, gateway / gateway, bare), because the machine is
 shared and noisy: a ratio is only meaningful between numbers of the same run. The rate
@@ -55,7 +57,8 @@ def run_gateway(
     children: Children, name: str, args: argparse.Namespace, factory: MailFactory
 ) -> tuple[BlastResult, str]:
     sim = children.simulator(f"{name}-simulator")
-    gw = children.gateway(name, sim.address, cli=args.cli)
+    sections = {} if args.readers is None else {"smtp": {"reader_processes": args.readers}}
+    gw = children.gateway(name, sim.address, cli=args.cli, **sections)
     try:
         before = None if args.cli else commits(gw)
         result = blast(port_of(gw), args.mails, args.sessions, factory)
@@ -78,6 +81,7 @@ def main() -> int:
     parser.add_argument(
         "--cli", action="store_true", help="run python -m gateway.cli serve (no commit count)"
     )
+    parser.add_argument("--readers", type=int, help="smtp.reader_processes (default: the gateway's)")
     args = parser.parse_args()
 
     factory = MailFactory.for_pdf(make_pdf(args.pdf_kb * 1000))
