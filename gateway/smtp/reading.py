@@ -2,7 +2,7 @@
 in a child process beside the event loop or in this one.
 
 Consumes: the raw bytes of one mail. Produces: a ``ReadMail``, or the DocumentError that
-words the refusal. Touches: child processes (``python -m gateway.smtp.reading``), nothing
+words the refusal. Touches: child processes (``python -I -c`` running ``child_main``), nothing
 else; they never see the store, the network or a secret.
 
 Why children: the gateway's SMTP sessions, its group commit and its dispatchers share one
@@ -66,8 +66,17 @@ from gateway.logs import event
 log = logging.getLogger(__name__)
 
 _LENGTH: Final = struct.Struct(">I")
-# The child imports this very package, wherever it came from.
+# The child imports this very package, wherever it came from: put first on its path when
+# not there already (a source checkout), never ahead of the standard library otherwise.
+# Isolated mode (-I): neither the working directory nor PYTHON* variables change what it
+# imports.
 _PACKAGE_PARENT: Final = str(Path(__file__).resolve().parents[2])
+_BOOTSTRAP: Final = (
+    "import sys\n"
+    "if sys.argv[1] not in sys.path: sys.path.insert(0, sys.argv[1])\n"
+    "from gateway.smtp.reading import child_main\n"
+    "child_main()\n"
+)
 _PIPE_BYTES: Final = 1 << 20  # a pipe this big holds several mails (Linux; else as it is)
 _GIVE_UP_AFTER: Final = 3  # children in a row that die before they are ready: they cannot start
 # The exceptions a child may answer with, by name; each is raised here with its sentence.
@@ -353,16 +362,15 @@ class MailReaders:
                 )
                 self._children[slot] = None
                 return
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
-                "-m",
-                "gateway.smtp.reading",
+                "-I",
+                "-c",
+                _BOOTSTRAP,
+                _PACKAGE_PARENT,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
-                env=env,
                 limit=_PIPE_BYTES,
             )
         except OSError as err:
@@ -425,10 +433,3 @@ def child_main() -> None:
             send(_answer(raw, limits))
     except BrokenPipeError:
         return  # the gateway is gone
-
-
-if __name__ == "__main__":
-    # Run as gateway.smtp.reading, not __main__, so that what it pickles names that module.
-    from gateway.smtp import reading
-
-    reading.child_main()
