@@ -100,6 +100,39 @@ async def test_size_is_advertised_and_enforced(
     await no_fax_sent(simulator)
 
 
+def _padded_pdf(size: int) -> bytes:
+    """A valid one-page PDF of about ``size`` bytes: a stream of zeros pypdf never decodes."""
+    from io import BytesIO
+
+    from pypdf import PdfWriter
+    from pypdf.generic import NameObject, StreamObject
+
+    writer = PdfWriter()
+    page = writer.add_blank_page(width=612, height=792)
+    padding = StreamObject()
+    padding.set_data(b"\0" * size)
+    page[NameObject("/PieceInfo")] = writer._add_object(padding)
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+async def test_documents_over_efaxs_100_mb_once_encoded_are_refused_at_data(
+    tmp_path: Path, simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two 38 MB PDFs fit a 120 MB mail limit but come to 101 MB of base64 for eFax."""
+    monkeypatch.chdir(tmp_path)
+    settings = gateway_settings(tmp_path, simulator.base_url, smtp={"max_message_bytes": 120_000_000})
+    mail = pdf_mail(pdf=_padded_pdf(38_000_000))
+    mail.add_attachment(_padded_pdf(38_000_000), maintype="application", subtype="pdf", filename="b.pdf")
+    async with Gateway(settings) as gw:
+        result = await smtp_send(gw.smtp_port, mail)
+    assert (result.stage, result.code) == ("data", 552)
+    assert result.text.startswith("5.3.4 The documents come to 101.")
+    assert "more than the 100 MB one fax may carry; send them in several mails." in result.text
+    await no_fax_sent(simulator)
+
+
 def _mail_with_size(port: int, size: int) -> tuple[int, bytes]:
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
         client.ehlo()
