@@ -285,14 +285,17 @@ class MailReaders:
                 log.warning("a reader process took too long; restarting it", extra=event("reader stuck"))
                 child.end()
             raise ReaderUnavailable(f"the reader process failed: {type(err).__name__}") from None
-        if reply[0] == "ok":
-            result = reply[1]
-            assert isinstance(result, ReadMail)
-            return _spans_into(result, raw)
-        if reply[0] == "refused":
-            raise _REFUSALS.get(reply[1], DocumentError)(reply[2])
-        log.warning("a reader process could not read a mail: %s", reply[1], extra=event("reader failed"))
-        raise ReaderUnavailable(str(reply[1]))
+        match reply:
+            case ("ok", ReadMail() as result):
+                return _spans_into(result, raw)
+            case ("refused", str(kind), str(sentence)):
+                raise _REFUSALS.get(kind, DocumentError)(sentence)
+            case ("failed", str(why)):
+                log.warning("a reader process could not read a mail: %s", why, extra=event("reader failed"))
+                raise ReaderUnavailable(why)
+        log.error("a reader process answered nonsense; restarting it", extra=event("reader failed"))
+        child.end()
+        raise ReaderUnavailable("the reader process answered nonsense")
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """Close each child's stdin, wait for it to exit, kill it if it does not; one that
