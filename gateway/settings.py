@@ -105,6 +105,7 @@ class SmtpSettings(_Section):
         20, gt=0, description="sessions open at once from one client address (trusted networks exempt)"
     )
     max_header_bytes: int = Field(262_144, gt=0, description="largest header block of a mail, bytes")
+    max_headers: int = Field(500, gt=0, description="most header fields in one mail")
     reader_processes: int | None = Field(
         None,
         ge=0,
@@ -114,7 +115,6 @@ class SmtpSettings(_Section):
             "other cores; 0: parse them in the gateway's process; unset: 1 when there are 2+ cores"
         ),
     )
-    max_headers: int = Field(500, gt=0, description="most header fields in one mail")
 
     partial_window_s: float = Field(
         3600, gt=0, description="how long the pieces of a split (message/partial) mail are kept"

@@ -33,7 +33,7 @@ from __future__ import annotations
 import io
 import struct
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
@@ -375,3 +375,22 @@ def html_only() -> bytes:
         subtype="html",
     )
     return _bytes(message)
+
+
+# Every whole mail above, one per client style or refusal (message_partial gives pieces).
+WHOLE_MAILS: tuple[Callable[[], bytes], ...] = (
+    outlook_html_logo_pdf,
+    winmail_dat,
+    gmail_nested,
+    apple_inline_pdf,
+    thunderbird_two_pdfs,
+    scanner_octet_stream_pdf,
+    multipage_tiff,
+    jpeg_photo,
+    rfc2231_non_ascii_name,
+    zip_only,
+    encrypted_pdf,
+    empty_mail,
+    text_only,
+    html_only,
+)

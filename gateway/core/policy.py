@@ -190,6 +190,12 @@ def payload_refusal(
     )
 
 
+def _header_end(raw: bytes, stop: int | None) -> int | None:
+    """Where the first empty line starts (CRLF CRLF or LF LF), looking before ``stop``."""
+    ends = [i for i in (raw.find(b"\r\n\r\n", 0, stop), raw.find(b"\n\n", 0, stop)) if i >= 0]
+    return min(ends) if ends else None
+
+
 def header_refusal(raw: bytes, *, max_bytes: int, max_fields: int) -> str | None:
     """``552 5.3.4`` when the header block is larger or has more fields than allowed.
 
@@ -197,10 +203,10 @@ def header_refusal(raw: bytes, *, max_bytes: int, max_fields: int) -> str | None
     client); a mail with no empty line is all header.
     """
     within = max_bytes + 4  # a mail is mostly body: look no further than the limit allows
-    ends = [i for i in (raw.find(b"\r\n\r\n", 0, within), raw.find(b"\n\n", 0, within)) if i >= 0]
-    if not ends and len(raw) > within:  # too big for sure; how big, for the refusal
-        ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
-    size = min(ends) if ends else len(raw)
+    end = _header_end(raw, within)
+    if end is None and len(raw) > within:  # too big for sure; how big, for the refusal
+        end = _header_end(raw, None)
+    size = len(raw) if end is None else end
     if size > max_bytes:
         return (
             f"552 5.3.4 The mail's header is {size} bytes, more than the {max_bytes} bytes this "

@@ -598,20 +598,17 @@ def _peer(session: Session) -> str | None:
 
 
 def _new_document(document: FaxDocument, raw: bytes) -> NewDocument:
-    """The document to store; where it lies, base64-encoded, in the very bytes stored as
-    the raw mail, when it does (else its content, which is then always there)."""
+    """The document to store, with where it lies, base64-encoded, in the very bytes stored
+    as the raw mail when it does (NewDocument refuses a left-behind content without it)."""
     span = document.span
-    if span is None or span[0] is not raw:
-        if document.length is not None:  # read elsewhere, from other bytes: cannot happen
-            raise ValueError(f"the content of {document.filename!r} was left behind")
-        span = None
+    in_raw = (span[1], span[2]) if span is not None and span[0] is raw else None
     return NewDocument(
         document.filename,
         document.document_type,
         document.detected,
         document.pages,
         document.content,
-        (span[1], span[2]) if span is not None else None,
+        in_raw,
         document.length,
     )
 

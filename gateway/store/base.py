@@ -323,13 +323,14 @@ class Store(Protocol):
         ``report`` enqueued when (and only when) no fax of the same mail is left unfinished.
         Returns (finished, report_enqueued); finished is False when the lease was lost."""
 
-    # -- health ------------------------------------------------------------------------
+    # -- retention (database.keep_days) -----------------------------------------------
     async def purge(self, *, before: float, now: float, limit: int = 200) -> tuple[int, int]:
         """Delete the bytes of up to ``limit`` messages received before ``before`` whose
         dispatch has ended (raw mail, documents; the rows stay, marked ``purged_at``), and
         of up to ``limit`` received faxes done before it (their PDF). Returns how many of
         each; fewer than ``limit`` of both means nothing more is due."""
 
+    # -- health ------------------------------------------------------------------------
     async def touch(self, *, now: float) -> None:
         """Write and commit one tiny row: proves the store takes writes (``/readyz``)."""
 

@@ -486,17 +486,6 @@ class SQLiteStore:
 
         return await self._read(read)
 
-    async def purge(self, *, before: float, now: float, limit: int = 200) -> tuple[int, int]:
-        def apply(conn: sqlite3.Connection) -> tuple[int, int]:
-            ids = [(row[0],) for row in conn.execute(q.SELECT_PURGEABLE, (before, limit))]
-            conn.executemany(q.PURGE_RAW, ids)
-            conn.executemany(q.PURGE_DOCUMENTS, ids)
-            conn.executemany(q.MARK_PURGED, [(now, i) for (i,) in ids])
-            received = conn.execute(q.PURGE_RECEIVED_IMAGES, (before, limit)).rowcount
-            return len(ids), received
-
-        return await self._write(apply)
-
     async def raw_message(self, message_id: str) -> bytes | None:
         def read(conn: sqlite3.Connection) -> bytes | None:
             row = conn.execute(q.SELECT_RAW, (message_id,)).fetchone()
@@ -735,6 +724,18 @@ class SQLiteStore:
                 (report.kind, report.ref, dumps(report.payload), report.run_after or now, now, now),
             )
             return True, cur.rowcount == 1
+
+        return await self._write(apply)
+
+    # -- retention (database.keep_days) -----------------------------------------------
+    async def purge(self, *, before: float, now: float, limit: int = 200) -> tuple[int, int]:
+        def apply(conn: sqlite3.Connection) -> tuple[int, int]:
+            ids = [(row[0],) for row in conn.execute(q.SELECT_PURGEABLE, (before, limit))]
+            conn.executemany(q.PURGE_RAW, ids)
+            conn.executemany(q.PURGE_DOCUMENTS, ids)
+            conn.executemany(q.MARK_PURGED, [(now, i) for (i,) in ids])
+            received = conn.execute(q.PURGE_RECEIVED_IMAGES, (before, limit)).rowcount
+            return len(ids), received
 
         return await self._write(apply)
 

@@ -28,7 +28,28 @@ def worker_owner(name: str) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{name}"
 
 
-class Worker:
+class Wakeable:
+    """Something that runs until ``stop()`` and rests between rounds unless ``nudge()``d."""
+
+    def __init__(self) -> None:
+        self._stopping = asyncio.Event()
+        self._nudge = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._nudge.set()
+
+    def nudge(self) -> None:
+        """Work may be waiting: look now rather than at the end of the rest."""
+        self._nudge.set()
+
+    async def _rest(self, seconds: float) -> None:
+        self._nudge.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._nudge.wait(), timeout=seconds)
+
+
+class Worker(Wakeable):
     kind: JobKind
     # Set by the application on all but the first worker of a kind: wait while mail is
     # pouring in (``gateway.smtp.ingress``) before taking the next job.
@@ -43,22 +64,13 @@ class Worker:
         idle_s: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()
         self.store = store
         self.name = name
         self.owner = worker_owner(name)
         self.lease_s = lease_s
         self.idle_s = idle_s
         self.clock = clock
-        self._stopping = asyncio.Event()
-        self._nudge = asyncio.Event()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._nudge.set()
-
-    def nudge(self) -> None:
-        """Work may be waiting: look now rather than at the next idle tick."""
-        self._nudge.set()
 
     async def run(self, *, until_idle: bool = False) -> None:
         while not self._stopping.is_set():
@@ -91,9 +103,7 @@ class Worker:
                 )
 
     async def _idle(self) -> None:
-        self._nudge.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._nudge.wait(), timeout=self.idle_s)
+        await self._rest(self.idle_s)
 
     async def handle(self, job: Job) -> None:
         raise NotImplementedError

@@ -16,20 +16,20 @@ Settings: ``database.keep_days`` (0: never).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 
 from gateway.logs import event
 from gateway.store.base import Store, StoreError
+from gateway.workers.base import Wakeable
 
 log = logging.getLogger(__name__)
 
 DAY_S = 86_400.0
 
 
-class Purger:
+class Purger(Wakeable):
     name = "purge"
 
     def __init__(
@@ -41,21 +41,12 @@ class Purger:
         batch: int = 200,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()
         self.store = store
         self.keep_s = keep_days * DAY_S
         self.every_s = every_s
         self.batch = batch
         self.clock = clock
-        self._stopping = asyncio.Event()
-        self._nudge = asyncio.Event()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._nudge.set()
-
-    def nudge(self) -> None:
-        """Purge now rather than at the next hour."""
-        self._nudge.set()
 
     async def run(self) -> None:
         while not self._stopping.is_set():
@@ -63,9 +54,7 @@ class Purger:
                 await self.purge_due()
             except StoreError as err:
                 log.error("cannot delete old faxes: %s", err, extra=event("purge failed"))
-            self._nudge.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._nudge.wait(), self.every_s)
+            await self._rest(self.every_s)
 
     async def purge_due(self) -> tuple[int, int]:
         """Purge everything due now, batch by batch; (messages, received faxes) purged."""

@@ -72,25 +72,7 @@ def _with_content_back(mail: ReadMail, here: ReadMail) -> ReadMail:
 async def test_every_mail_of_two_corpora_reads_alike_in_a_child(readers: MailReaders) -> None:
     """Ours (every client style and refusal) and CPython's email test data (odd MIME of all
     kinds, when installed): the same ReadMail, or the same refusal in the same words."""
-    mails = [
-        build()
-        for build in (
-            corpus.outlook_html_logo_pdf,
-            corpus.winmail_dat,
-            corpus.gmail_nested,
-            corpus.apple_inline_pdf,
-            corpus.thunderbird_two_pdfs,
-            corpus.scanner_octet_stream_pdf,
-            corpus.multipage_tiff,
-            corpus.jpeg_photo,
-            corpus.rfc2231_non_ascii_name,
-            corpus.zip_only,
-            corpus.encrypted_pdf,
-            corpus.empty_mail,
-            corpus.text_only,
-            corpus.html_only,
-        )
-    ]
+    mails = [build() for build in corpus.WHOLE_MAILS]
     mails += corpus.message_partial(3)
     mails += [path.read_bytes() for path in _cpython_email_data()]
     spans = 0

@@ -92,24 +92,7 @@ def test_cpythons_email_corpus_parses_alike(path: Path) -> None:
     _assert_parses_alike(path.read_bytes())
 
 
-@pytest.mark.parametrize(
-    "build",
-    [
-        corpus.outlook_html_logo_pdf,
-        corpus.winmail_dat,
-        corpus.gmail_nested,
-        corpus.apple_inline_pdf,
-        corpus.thunderbird_two_pdfs,
-        corpus.scanner_octet_stream_pdf,
-        corpus.multipage_tiff,
-        corpus.jpeg_photo,
-        corpus.rfc2231_non_ascii_name,
-        corpus.zip_only,
-        corpus.encrypted_pdf,
-        corpus.text_only,
-        corpus.html_only,
-    ],
-)
+@pytest.mark.parametrize("build", corpus.WHOLE_MAILS, ids=lambda build: build.__name__)
 def test_client_styles_parse_alike(build: Any) -> None:
     _assert_parses_alike(build())
 
