@@ -45,8 +45,8 @@ from gateway.efax.client import EfaxClient
 from gateway.settings import Mailbox, TrackingSettings
 from gateway.simulator.config import SimulatorConfig
 from gateway.simulator.server import start_simulator
-from gateway.store.base import JobKind, NewDocument, NewMessage, Recipient
-from gateway.store.sqlite import SQLiteStore
+from gateway.store import Store, open_store
+from gateway.store.base import JobKind, MessageOptions, NewDocument, NewMessage, Recipient
 from gateway.workers.dispatch import Dispatcher
 from gateway.workers.track import Tracker, TrackingShared
 
@@ -88,13 +88,13 @@ def _message(clock: SimClock, numbers: list[str]) -> NewMessage:
         message_id="<bench@example.com>",
         subject="bench",
         recipients=[Recipient(n, n) for n in numbers],
-        options={},
+        options=MessageOptions(),
         raw=b"",
         documents=[NewDocument("note.txt", "TXT", "text", 1, b"hello\n")],
     )
 
 
-async def _open_jobs(store: SQLiteStore) -> int:
+async def _open_jobs(store: Store) -> int:
     counts = await store.count_jobs()
     return sum(
         n for (kind, state), n in counts.items() if kind == JobKind.TRACK and state not in ("done", "failed")
@@ -107,7 +107,7 @@ async def run(
     """Submit and track; (simulator request counts, status-read times, simulated span, faxes)."""
     clock = SimClock()
     sim = await start_simulator(SimulatorConfig(clock=clock, complete_after_s=complete_after_s))
-    store = await SQLiteStore.open(workdir / f"track-{complete_after_s:.0f}-{mails}.db")
+    store = await open_store(f"sqlite:///{workdir / f'track-{complete_after_s:.0f}-{mails}.db'}")
     efax = EfaxClient(base_url=sim.base_url, app_id="bench", api_key="bench-key")
     settings = TrackingSettings(max_requests_per_s=rate)
     try:

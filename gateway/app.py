@@ -29,8 +29,8 @@ from gateway.settings import Mailbox, Settings, split_host_port
 from gateway.smtp.handler import FaxHandler
 from gateway.smtp.reading import MailReaders
 from gateway.smtp.server import bound_port, start_smtp_listeners
+from gateway.store import Store, open_store
 from gateway.store.base import JobKind
-from gateway.store.sqlite import SQLiteStore
 from gateway.workers.base import Worker
 from gateway.workers.dispatch import Dispatcher
 from gateway.workers.purge import Purger
@@ -48,7 +48,7 @@ class Gateway:
     """The running parts of one ``serve``; ``start()``/``stop()`` or ``async with``."""
 
     settings: Settings
-    store: SQLiteStore | None = None
+    store: Store | None = None
     efax: EfaxClient | None = None
     mail: MailSender | None = None
     simulator: Any = None
@@ -69,7 +69,7 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
-        self.store = await SQLiteStore.open(s.database.sqlite_path)
+        self.store = await open_store(s.database.url, password=s.database.password.get_secret_value())
         processes = s.smtp.reader_processes
         if processes is None:
             processes = 1 if (os.cpu_count() or 1) > 1 else 0

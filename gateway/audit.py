@@ -167,5 +167,5 @@ def _about(message: StoredMessage) -> dict[str, Any]:
         "header_from": message.header_from,
         "mailbox": message.mailbox_user_id,
         "to": [r.number for r in message.recipients],
-        "pages": sum(d.pages for d in message.documents) or message.options.get("pages"),
+        "pages": sum(d.pages for d in message.documents) or message.options.pages,
     }

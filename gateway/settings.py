@@ -181,7 +181,16 @@ class RelaySettings(_Section):
 
 
 class DatabaseSettings(_Section):
-    url: str = Field("sqlite:///var/gateway.db", description="sqlite:///relative or sqlite:////absolute")
+    url: str = Field(
+        "sqlite:///var/gateway.db",
+        description=(
+            "sqlite:///relative or sqlite:////absolute (one instance), or "
+            "postgresql://user@host:port/db (several instances; the password here or in password)"
+        ),
+    )
+    password: SecretStr = Field(
+        SecretStr(""), description="the PostgreSQL password when the url has none (or ..._FILE)"
+    )
     keep_days: float = Field(
         30,
         ge=0,
@@ -194,13 +203,9 @@ class DatabaseSettings(_Section):
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: str) -> str:
-        if not value.startswith("sqlite:///"):
-            raise ValueError("only sqlite:///path is supported in this version")
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must be sqlite:///path or postgresql://user:password@host:port/database")
         return value
-
-    @property
-    def sqlite_path(self) -> Path:
-        return Path(self.url.removeprefix("sqlite:///"))
 
 
 class HttpSettings(_Section):

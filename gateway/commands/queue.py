@@ -27,8 +27,8 @@ from gateway.core.tracking import is_final
 from gateway.efax.client import EfaxClient
 from gateway.efax.errors import EfaxError, EfaxNotFound
 from gateway.settings import Settings
+from gateway.store import Store, open_store
 from gateway.store.base import FaxRecord, Job, JobKind, JobState
-from gateway.store.sqlite import SQLiteStore
 
 RETRYABLE = (JobState.DEFERRED, JobState.FAILED, JobState.HELD)
 REPORT_SUFFIXES = ("", ":unconfirmed", ":not-sent")
@@ -39,7 +39,7 @@ def _when(ts: float, zone: ZoneInfo) -> str:
 
 
 async def queue(args: argparse.Namespace, settings: Settings) -> int:
-    store = await SQLiteStore.open(settings.database.sqlite_path)
+    store = await open_store(settings.database.url, password=settings.database.password.get_secret_value())
     try:
         if args.action == "list":
             return await _list(store, args, settings.zone)
@@ -52,13 +52,13 @@ async def queue(args: argparse.Namespace, settings: Settings) -> int:
         await store.close()
 
 
-async def _message_id(store: SQLiteStore, some_id: str) -> tuple[str, FaxRecord | None]:
+async def _message_id(store: Store, some_id: str) -> tuple[str, FaxRecord | None]:
     """(mail job id, the fax when ``some_id`` was a fax id)."""
     fax = await store.fax(some_id.strip().lower())
     return (fax.message_id, fax) if fax is not None else (some_id, None)
 
 
-async def _list(store: SQLiteStore, args: argparse.Namespace, zone: ZoneInfo) -> int:
+async def _list(store: Store, args: argparse.Namespace, zone: ZoneInfo) -> int:
     try:
         kind = JobKind(args.kind) if args.kind else None
         state = JobState(args.state) if args.state else None
@@ -85,7 +85,7 @@ def _job_line(label: str, job: Job, zone: ZoneInfo) -> str:
     return text
 
 
-async def _show(store: SQLiteStore, some_id: str, zone: ZoneInfo) -> int:
+async def _show(store: Store, some_id: str, zone: ZoneInfo) -> int:
     message_id, _ = await _message_id(store, some_id)
     message = await store.message(message_id)
     if message is None:
@@ -99,8 +99,8 @@ async def _show(store: SQLiteStore, some_id: str, zone: ZoneInfo) -> int:
     for d in message.documents:
         pages = f"{d.pages} page" + ("" if d.pages == 1 else "s")
         print(f"  document {d.seq + 1}: {d.filename} ({d.detected} -> {d.document_type}, {pages})")
-    for item in message.options.get("left_out", []):
-        print(f"  left out: {item['filename']}: {item['reason']}")
+    for item in message.options.left_out:
+        print(f"  left out: {item.filename}: {item.reason}")
     if message.purged_at is not None:
         print(f"  mail and documents deleted {_when(message.purged_at, zone)} (database.keep_days)")
     job = await store.find_job(JobKind.DISPATCH, message.id)
@@ -130,7 +130,7 @@ async def _show(store: SQLiteStore, some_id: str, zone: ZoneInfo) -> int:
     return 0
 
 
-async def _retry(store: SQLiteStore, some_id: str) -> int:
+async def _retry(store: Store, some_id: str) -> int:
     message_id, fax = await _message_id(store, some_id)
     if fax is not None:
         candidates = [await store.find_job(JobKind.TRACK, fax.fax_id)]
@@ -165,7 +165,7 @@ async def _retry(store: SQLiteStore, some_id: str) -> int:
     return 0
 
 
-async def _cancel(store: SQLiteStore, some_id: str, settings: Settings) -> int:
+async def _cancel(store: Store, some_id: str, settings: Settings) -> int:
     message_id, only = await _message_id(store, some_id)
     job = await store.find_job(JobKind.DISPATCH, message_id)
     if job is None:
@@ -206,7 +206,7 @@ async def _cancel(store: SQLiteStore, some_id: str, settings: Settings) -> int:
     return 1 if failures else 0
 
 
-async def _cancel_one(store: SQLiteStore, efax: EfaxClient, user_id: str, fax: FaxRecord) -> bool:
+async def _cancel_one(store: Store, efax: EfaxClient, user_id: str, fax: FaxRecord) -> bool:
     try:
         answer = await efax.cancel(user_id=user_id, fax_id=fax.fax_id)
     except EfaxNotFound:

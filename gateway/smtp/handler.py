@@ -40,7 +40,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import getaddresses, make_msgid, parseaddr
-from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -73,7 +72,7 @@ from gateway.smtp.auth import AuthMechanisms, AuthUser, UserDirectory
 from gateway.smtp.ingress import Ingress
 from gateway.smtp.reading import MailReaders, ReaderUnavailable, ReadMail, read_mail
 from gateway.smtp.usage import UsageWindows
-from gateway.store.base import NewDocument, NewMessage, Recipient, Store, StoreError
+from gateway.store.base import LeftOut, MessageOptions, NewDocument, NewMessage, Recipient, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -523,16 +522,16 @@ class FaxHandler(AuthMechanisms):
         now = self.clock()
         job_id = new_job_id(now)
         from_name = parseaddr(mail.from_field)[0]
-        options: dict[str, Any] = {
-            "cover": extraction.options.cover,
-            "resolution": extraction.options.resolution,
-            "cover_subject": extraction.subject,
-            "cover_message": "" if extraction.body_is_document else extraction.body_text,
-            "from_name": from_name or header_from,
-            "body_is_document": extraction.body_is_document,
-            "left_out": [{"filename": x.filename, "reason": x.reason} for x in extraction.left_out],
-            "pages": extraction.pages,
-        }
+        options = MessageOptions(
+            cover=extraction.options.cover,
+            resolution=extraction.options.resolution,
+            cover_subject=extraction.subject,
+            cover_message="" if extraction.body_is_document else extraction.body_text,
+            from_name=from_name or header_from,
+            body_is_document=extraction.body_is_document,
+            left_out=tuple(LeftOut(x.filename, x.reason) for x in extraction.left_out),
+            pages=extraction.pages,
+        )
         return NewMessage(
             id=job_id,
             received_at=now,

@@ -1,0 +1,51 @@
+"""The store: the durable queue every stage talks through, and the only SQL.
+
+``open_store(url)`` picks the backend by the URL's scheme and returns a ``Store``
+(``gateway.store.base``): ``sqlite:///path`` (embedded, one process) or
+``postgresql://user:password@host:port/db`` (several instances). Everything else in
+the gateway is typed against ``Store`` and imports nothing from ``sqlite/``,
+``postgres/`` or a database driver.
+
+Layout: ``base`` (the protocol and its values), ``queries`` (every statement by name),
+``ops`` (the transaction logic, written once), ``engine`` (group commit, outages),
+``sqlite/`` and ``postgres/`` (connections, dialect, migrations kept in lockstep).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from gateway.store.base import Store, StoreError
+
+if TYPE_CHECKING:
+    from gateway.store.engine import Backend
+
+
+def backend_for(url: str, *, password: str = "") -> Backend:
+    """The backend a database URL names (not yet started)."""
+    if url.startswith("sqlite:///"):
+        from gateway.store.sqlite import SQLiteBackend
+
+        return SQLiteBackend(Path(url.removeprefix("sqlite:///")))
+    if url.startswith(("postgresql://", "postgres://")):
+        from gateway.store.postgres import PostgresBackend
+
+        parts = urlsplit(url)
+        if password and parts.password is None:
+            netloc = f"{quote(parts.username or '', safe='')}:{quote(password, safe='')}@{parts.hostname}"
+            netloc += f":{parts.port}" if parts.port else ""
+            url = urlunsplit(parts._replace(netloc=netloc))
+        return PostgresBackend(url)
+    raise StoreError(f"unknown database URL scheme: {url.split(':', 1)[0]!r} (sqlite:/// or postgresql://)")
+
+
+async def open_store(url: str, *, password: str = "") -> Store:
+    """Open (and migrate) the store a database URL names; raises StoreError with a sentence."""
+    from gateway.store.engine import SqlStore
+
+    return await SqlStore.open(backend_for(url, password=password))
+
+
+__all__ = ["Store", "StoreError", "backend_for", "open_store"]

@@ -1,20 +1,20 @@
-"""The store: the durable queue every stage talks through.
+"""The store's interface: the protocol every backend offers, and its values.
 
 Queue mechanics (``JobState``) are kept apart from the story told to the sender
-(recorded as events). A job is claimed by one worker at a time with a lease; a lease
-left by a dead process expires and the job is taken over. Every state change that
-matters is fenced by the lease owner, so a worker that lost its lease cannot undo
-another's work.
+(recorded as events). A job is claimed by one worker at a time with a lease, renewed
+by its process's heartbeat (``renew``); a lease left silent by a dead process runs out
+and any process sharing the store takes the job over. Every state change that matters
+is fenced by the lease owner, so a worker that lost its lease cannot undo another's work.
 
-Backends: ``sqlite`` (embedded default). A PostgreSQL backend implements the same
-``Store`` protocol and passes the same contract tests.
+Backends: ``sqlite`` (embedded default, one process) and ``postgresql`` (several
+instances); both run ``gateway.store.ops`` and pass the same contract tests.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -85,6 +85,43 @@ class Recipient:
 
 
 @dataclass(frozen=True)
+class LeftOut:
+    """A part of the mail that was not faxed, and why (the report lists them)."""
+
+    filename: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class MessageOptions:
+    """What the mail asked for and what reading it found, as the later stages need it."""
+
+    cover: bool | None = None  # [cover] / [nocover] in the subject; None: the mailbox decides
+    resolution: str | None = None  # FINE | STANDARD from the subject; None: eFax's default
+    cover_subject: str = ""
+    cover_message: str = ""
+    from_name: str = ""
+    body_is_document: bool = False  # no attachment: the mail's text is the fax
+    left_out: tuple[LeftOut, ...] = ()
+    pages: int = 0  # as counted when the mail was read
+
+    def to_json(self) -> str:
+        value = asdict(self)
+        value["left_out"] = [asdict(x) for x in self.left_out]
+        return dumps(value)
+
+    @classmethod
+    def from_json(cls, text: str) -> MessageOptions:
+        value = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        value = {k: v for k, v in value.items() if k in known}  # a later version's extra keys
+        value["left_out"] = tuple(
+            LeftOut(str(x.get("filename", "")), str(x.get("reason", ""))) for x in value.get("left_out", [])
+        )
+        return cls(**value)
+
+
+@dataclass(frozen=True)
 class NewMessage:
     id: str
     received_at: float
@@ -96,7 +133,7 @@ class NewMessage:
     message_id: str
     subject: str
     recipients: Sequence[Recipient]
-    options: dict[str, Any]
+    options: MessageOptions
     raw: bytes
     documents: Sequence[NewDocument]
 
@@ -124,7 +161,7 @@ class StoredMessage:
     message_id: str
     subject: str
     recipients: tuple[Recipient, ...]
-    options: dict[str, Any]
+    options: MessageOptions
     submit_state: str
     documents: tuple[StoredDocument, ...] = field(default=())
     purged_at: float | None = None  # when its mail and documents were deleted (keep_days)
@@ -184,6 +221,13 @@ def dumps(value: Any) -> str:
 class Store(Protocol):
     """What every backend offers. All methods are coroutines; ``now`` is unix seconds."""
 
+    @property
+    def shared(self) -> bool:
+        """Several gateway processes may use this store at once (PostgreSQL)."""
+
+    def listen(self, wake: Callable[[JobKind], None]) -> None:
+        """Call ``wake(kind)`` when another process queued a job of that kind (shared stores)."""
+
     async def close(self) -> None: ...
 
     # -- intake ----------------------------------------------------------------
@@ -198,6 +242,12 @@ class Store(Protocol):
 
     async def claim(self, kind: JobKind, *, owner: str, now: float, lease_s: float) -> Job | None:
         """Take the most overdue job of a kind (queued, deferred and due, or lease expired)."""
+
+    async def renew(self, owners: Sequence[str], *, now: float, lease_s: float) -> int:
+        """The heartbeat: the owners' leases and locks not yet run out last ``lease_s`` more."""
+
+    async def take_lock(self, name: str, *, owner: str, now: float, lease_s: float) -> bool:
+        """Hold the named lock for ``lease_s`` (renewed by ``renew``) unless another holds it."""
 
     async def defer(
         self,
@@ -233,13 +283,21 @@ class Store(Protocol):
 
     async def job(self, job_id: int) -> Job | None: ...
 
+    async def find_job(self, kind: JobKind, ref: str) -> Job | None: ...
+
     async def count_jobs(self) -> dict[tuple[str, str], int]: ...
 
     # -- messages and faxes -----------------------------------------------------
     async def message(self, message_id: str) -> StoredMessage | None: ...
 
+    async def raw_message(self, message_id: str) -> bytes | None:
+        """The mail as it was received (b"" once purged)."""
+
     def document_chunks(self, document_id: int, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
         """The document's bytes, read from the store a chunk at a time."""
+
+    async def mark_submitting(self, job: Job, *, owner: str, now: float) -> bool:
+        """Mark the job's mail ``submitting`` while ``owner`` still holds its lease; False if not."""
 
     async def set_submit_state(self, message_id: str, state: str, *, now: float) -> None: ...
 
@@ -316,11 +374,10 @@ class Store(Protocol):
         status: str,
         detail: dict[str, Any],
         note: str,
-        final_statuses: Sequence[str],
         report: NewJob | None = None,
     ) -> tuple[bool, bool]:
         """One transaction: the track job done, the fax's final status and its event, and
-        ``report`` enqueued when (and only when) no fax of the same mail is left unfinished.
+        ``report`` enqueued when (and only when) no other fax of the same mail is still tracked.
         Returns (finished, report_enqueued); finished is False when the lease was lost."""
 
     # -- retention (database.keep_days) -----------------------------------------------

@@ -45,22 +45,20 @@ def fax_options(message: StoredMessage, mailbox: Mailbox | None) -> FaxOptions:
     """The cover page and resolution a message asks for (subject options win)."""
     opts = message.options
     cover_setting = mailbox.cover if mailbox is not None else "auto"
-    if opts.get("cover") is not None:
-        include = bool(opts["cover"])
+    if opts.cover is not None:
+        include = opts.cover
     elif cover_setting == "always":
         include = True
     elif cover_setting == "never":
         include = False
     else:  # auto: a cover page when the mail has attachments and something to say
-        include = not opts.get("body_is_document") and bool(
-            opts.get("cover_message") or opts.get("cover_subject")
-        )
+        include = not opts.body_is_document and bool(opts.cover_message or opts.cover_subject)
     return FaxOptions(
         include_cover_page=include,
-        cover_from_name=opts.get("from_name") or None if include else None,
-        cover_subject=opts.get("cover_subject") or None if include else None,
-        cover_message=opts.get("cover_message") or None if include else None,
-        image_resolution=opts.get("resolution") or None,
+        cover_from_name=opts.from_name or None if include else None,
+        cover_subject=opts.cover_subject or None if include else None,
+        cover_message=opts.cover_message or None if include else None,
+        image_resolution=opts.resolution or None,
     )
 
 
@@ -109,8 +107,12 @@ class Dispatcher(Worker):
             except EfaxPermanentError as err:
                 await self._fail(job, f"could not check whether eFax already has it: {err}")
                 return
+        if not await self.store.mark_submitting(job, owner=self.owner, now=now):
+            # Our lease ran out (this process was silent too long) and another worker may
+            # have the job: it goes through the unknown-outcome path, never a blind resend.
+            log.warning("lost the lease before sending", extra=event("lease lost", job=job.ref))
+            return
         try:
-            await self.store.set_submit_state(message.id, "submitting", now=now)
             faxes = await self.efax.send_fax(
                 user_id=message.mailbox_user_id,
                 destinations=[Destination(r.number, r.name) for r in message.recipients],

@@ -91,10 +91,7 @@ def build_report(
         accepted_at=message.received_at,
         outcomes=tuple(outcomes),
         documents=tuple(notices.Document(d.filename, d.detected, d.pages) for d in message.documents),
-        left_out=tuple(
-            notices.LeftOut(str(x.get("filename", "")), str(x.get("reason", "")))
-            for x in options.get("left_out", [])
-        ),
+        left_out=tuple(notices.LeftOut(x.filename, x.reason) for x in options.left_out),
         not_sent_reason=payload.get("reason"),
         intended=tuple(f"{r.pretty} ({r.name})" if r.name else r.pretty for r in recipients),
         maybe_sent=message.submit_state == "submitting",

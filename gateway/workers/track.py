@@ -36,7 +36,6 @@ from gateway.audit import Audit
 from gateway.core.ratelimit import TokenBucket
 from gateway.core.tracking import (
     EPSILON_S,
-    FINAL_VALUES,
     FaxStatus,
     first_check_age,
     gave_up,
@@ -300,7 +299,6 @@ class Tracker(Worker):
             status=status.value,
             detail=detail,
             note=note,
-            final_statuses=FINAL_VALUES,
             report=NewJob(JobKind.REPORT, message.id),
         )
         if not finished:

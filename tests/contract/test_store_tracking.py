@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-
-from gateway.core.tracking import FINAL_VALUES
-from gateway.store.base import JobKind, JobState, NewDocument, NewJob, NewMessage, Recipient
-from gateway.store.sqlite import SQLiteStore
+from gateway.store import Store
+from gateway.store.base import JobKind, JobState, MessageOptions, NewDocument, NewJob, NewMessage, Recipient
 
 FAX_IDS = [f"00000000-0000-4000-8000-00000000000{n}" for n in range(3)]
 
 
-@pytest.fixture(params=["sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    s = await SQLiteStore.open(tmp_path / "gateway.db")
-    yield s
-    await s.close()
-
-
-async def submitted(store: SQLiteStore, n_faxes: int) -> list[str]:
+async def submitted(store: Store, n_faxes: int) -> list[str]:
     await store.accept_message(
         NewMessage(
             id="JOB1",
@@ -35,7 +23,7 @@ async def submitted(store: SQLiteStore, n_faxes: int) -> list[str]:
             message_id="<m@example.com>",
             subject="s",
             recipients=[Recipient(f"1323555121{n}", f"+1 323-555-121{n}") for n in range(n_faxes)],
-            options={},
+            options=MessageOptions(),
             raw=b"raw",
             documents=[NewDocument("a.pdf", "PDF", "pdf", 1, b"%PDF-1.4")],
         )
@@ -47,7 +35,7 @@ async def submitted(store: SQLiteStore, n_faxes: int) -> list[str]:
     return [f for f, _ in faxes]
 
 
-async def finish(store: SQLiteStore, fax_id: str, owner: str, status: str = "delivered") -> tuple[bool, bool]:
+async def finish(store: Store, fax_id: str, owner: str, status: str = "delivered") -> tuple[bool, bool]:
     claimed = await store.claim(JobKind.TRACK, owner=owner, now=1003, lease_s=60)
     assert claimed is not None and claimed.ref == fax_id  # oldest first
     return await store.finish_fax(
@@ -57,12 +45,11 @@ async def finish(store: SQLiteStore, fax_id: str, owner: str, status: str = "del
         status=status,
         detail={"pages": 1},
         note="eFax: COMPLETE",
-        final_statuses=FINAL_VALUES,
         report=NewJob(JobKind.REPORT, "JOB1"),
     )
 
 
-async def test_faxes_finishing_together_enqueue_exactly_one_report(store: SQLiteStore) -> None:
+async def test_faxes_finishing_together_enqueue_exactly_one_report(store: Store) -> None:
     await submitted(store, 3)
     claimed = [await store.claim(JobKind.TRACK, owner=f"w{n}", now=1003, lease_s=60) for n in range(3)]
     assert all(c is not None for c in claimed)
@@ -75,7 +62,6 @@ async def test_faxes_finishing_together_enqueue_exactly_one_report(store: SQLite
                 status="failed" if n else "delivered",
                 detail={},
                 note="",
-                final_statuses=FINAL_VALUES,
                 report=NewJob(JobKind.REPORT, "JOB1"),
             )
             for n, c in enumerate(claimed)
@@ -88,7 +74,7 @@ async def test_faxes_finishing_together_enqueue_exactly_one_report(store: SQLite
     assert {f.status for f in await store.faxes("JOB1")} == {"delivered", "failed"}
 
 
-async def test_no_report_while_a_fax_is_still_open(store: SQLiteStore) -> None:
+async def test_no_report_while_a_fax_is_still_open(store: Store) -> None:
     first, second = await submitted(store, 2)
     assert await finish(store, first, "w1") == (True, False)
     assert await store.jobs(kind=JobKind.REPORT) == []
@@ -97,7 +83,7 @@ async def test_no_report_while_a_fax_is_still_open(store: SQLiteStore) -> None:
     assert events.count("delivered") == 2
 
 
-async def test_a_lost_lease_changes_nothing(store: SQLiteStore) -> None:
+async def test_a_lost_lease_changes_nothing(store: Store) -> None:
     [only] = await submitted(store, 1)
     job = await store.claim(JobKind.TRACK, owner="w1", now=1003, lease_s=1)
     assert job is not None
@@ -110,7 +96,6 @@ async def test_a_lost_lease_changes_nothing(store: SQLiteStore) -> None:
         status="delivered",
         detail={},
         note="",
-        final_statuses=FINAL_VALUES,
         report=NewJob(JobKind.REPORT, "JOB1"),
     )
     assert result == (False, False)

@@ -42,7 +42,7 @@ async def test_pdf_attachment_is_faxed_once_with_the_mailbox_user_id(
 
     await wait_until(lambda: _dispatch_state(gateway, job_id, "done"))
     # The PDF was faxed from its base64 text in the stored mail: it is not stored twice.
-    with sqlite3.connect(gateway.settings.database.sqlite_path) as conn:
+    with sqlite3.connect(gateway.settings.database.url.removeprefix("sqlite:///")) as conn:
         stored = conn.execute("SELECT length(content), raw_start FROM documents").fetchall()
     assert len(stored) == 1 and stored[0][0] == 0 and stored[0][1] > 0
 

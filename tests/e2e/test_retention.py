@@ -51,7 +51,7 @@ async def test_a_sent_fax_loses_its_bytes_after_keep_days_and_keeps_its_story(
     assert keeping.store is not None
     await wait_until(lambda: _purged(keeping, reply.job_id), timeout=10, interval=0.1)
     assert await keeping.store.raw_message(reply.job_id) == b""
-    with sqlite3.connect(keeping.settings.database.sqlite_path) as conn:
+    with sqlite3.connect(keeping.settings.database.url.removeprefix("sqlite:///")) as conn:
         assert conn.execute("SELECT sum(length(content)) FROM documents").fetchone() == (0,)
     stored = await keeping.store.message(reply.job_id)
     assert stored is not None and stored.documents[0].size == len(pdf) and stored.subject == "Contract"

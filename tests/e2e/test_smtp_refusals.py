@@ -170,9 +170,13 @@ async def test_store_trouble_is_a_temporary_refusal_and_nothing_is_lost(
 ) -> None:
     import asyncio
 
+    from gateway.store.engine import SqlStore
+    from gateway.store.sqlite import SQLiteBackend
+
     store = gateway.store
-    assert store is not None and store._writer_conn is not None
-    conn = store._writer_conn
+    assert isinstance(store, SqlStore) and isinstance(store.backend, SQLiteBackend)
+    conn = store.backend._writer
+    assert conn is not None
 
     async def query_only(on: bool) -> None:  # a real SQLite refusal to write, not a mock
         await asyncio.get_running_loop().run_in_executor(

@@ -25,8 +25,8 @@ from gateway.core.retry import RetryPolicy
 from gateway.efax.client import EfaxClient
 from gateway.mail.maildir import MaildirSink
 from gateway.settings import load_settings
+from gateway.store import Store, open_store
 from gateway.store.base import JobKind
-from gateway.store.sqlite import SQLiteStore
 from gateway.workers.deliver import Deliverer
 from gateway.workers.receive import poll_backoff
 
@@ -71,13 +71,13 @@ class FakeEfax:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    opened = await SQLiteStore.open(tmp_path / "gateway.db")
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await open_store(f"sqlite:///{tmp_path / 'gateway.db'}")
     yield opened
     await opened.close()
 
 
-async def deliver_once(store: SQLiteStore, fake: FakeEfax, maildir: Path) -> None:
+async def deliver_once(store: Store, fake: FakeEfax, maildir: Path) -> None:
     settings = load_settings(
         None,
         {"mailboxes": [{"user_id": USER, "fax_number": "13235550100", "deliver_to": [ALICE]}]},
@@ -100,7 +100,7 @@ def mails(maildir: Path) -> list[EmailMessage]:
     return found
 
 
-async def test_a_tiff_answer_is_converted_and_mailed_as_a_pdf(store: SQLiteStore, tmp_path: Path) -> None:
+async def test_a_tiff_answer_is_converted_and_mailed_as_a_pdf(store: Store, tmp_path: Path) -> None:
     fake = FakeEfax(tiff(pages=3))
     await store.record_received(user_id=USER, fax_id=FAX_ID, metadata={"pages": 3}, now=time.time())
     await deliver_once(store, fake, tmp_path / "mail")
@@ -113,7 +113,7 @@ async def test_a_tiff_answer_is_converted_and_mailed_as_a_pdf(store: SQLiteStore
     assert await store.received_image(FAX_ID) == pdf
 
 
-async def test_restarted_after_mailed_only_the_patch_is_left(store: SQLiteStore, tmp_path: Path) -> None:
+async def test_restarted_after_mailed_only_the_patch_is_left(store: Store, tmp_path: Path) -> None:
     fake = FakeEfax(tiff(pages=1))
     await store.record_received(user_id=USER, fax_id=FAX_ID, metadata={}, now=time.time())
     await store.store_received_image(FAX_ID, b"%PDF-1.4 stored", now=time.time())
@@ -125,7 +125,7 @@ async def test_restarted_after_mailed_only_the_patch_is_left(store: SQLiteStore,
     assert job is not None and job.state == "done"
 
 
-async def test_restarted_after_fetch_mails_without_fetching_again(store: SQLiteStore, tmp_path: Path) -> None:
+async def test_restarted_after_fetch_mails_without_fetching_again(store: Store, tmp_path: Path) -> None:
     fake = FakeEfax(tiff(pages=1))
     await store.record_received(user_id=USER, fax_id=FAX_ID, metadata={}, now=time.time())
     await store.store_received_image(FAX_ID, b"%PDF-1.4 stored", now=time.time())

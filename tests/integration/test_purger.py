@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.store import open_store
 from gateway.store.base import JobKind, JobState
-from gateway.store.sqlite import SQLiteStore
 from gateway.workers.purge import DAY_S, Purger
 from tests.contract.test_store import message
 
@@ -17,7 +17,7 @@ from tests.contract.test_store import message
 async def test_one_pass_purges_every_batch_due_and_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = await SQLiteStore.open(tmp_path / "gateway.db")
+    store = await open_store(f"sqlite:///{tmp_path / 'gateway.db'}")
     try:
         for n in range(1, 6):
             await store.accept_message(message(n))  # received at 1001..1005

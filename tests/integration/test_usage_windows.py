@@ -11,8 +11,8 @@ import pytest
 
 from gateway.core.policy import Use
 from gateway.smtp.usage import UsageWindows
+from gateway.store import Store, open_store
 from gateway.store.base import NewMessage, Usage
-from gateway.store.sqlite import SQLiteStore
 from tests.contract.test_store_usage import mail as stored_mail
 
 ALICE = "alice@example.com"
@@ -21,7 +21,7 @@ ALICE = "alice@example.com"
 class Counting:
     """The real store, counting the usage reads that reach it."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.reads: list[tuple[str, str]] = []
         self.gate: asyncio.Event | None = None
@@ -46,8 +46,8 @@ class Clock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    s = await SQLiteStore.open(tmp_path / "gateway.db")
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await open_store(f"sqlite:///{tmp_path / 'gateway.db'}")
     yield s
     await s.close()
 
@@ -64,14 +64,14 @@ def totals(uses: list[Use]) -> tuple[int, int]:
     return sum(u.faxes for u in uses), sum(u.pages for u in uses)
 
 
-async def accept(w: UsageWindows, store: SQLiteStore, new: NewMessage) -> None:
+async def accept(w: UsageWindows, store: Store, new: NewMessage) -> None:
     use = Use(new.received_at, len(new.recipients), 2 * len(new.recipients))
     w.committing(new.id, new.envelope_from, new.mailbox_user_id, use)
     await store.accept_message(new)
     w.committed(new.id)
 
 
-async def test_each_key_is_read_once_and_own_commits_are_added_without_reading(store: SQLiteStore) -> None:
+async def test_each_key_is_read_once_and_own_commits_are_added_without_reading(store: Store) -> None:
     await store.accept_message(mail(1, at=10_000, numbers=2))
     counting, clock = Counting(store), Clock(10_010)
     w = windows(counting, clock)
@@ -86,7 +86,7 @@ async def test_each_key_is_read_once_and_own_commits_are_added_without_reading(s
     assert len(sender) <= 2  # summed per minute, not one entry per mail
 
 
-async def test_a_mail_being_committed_counts_and_a_failed_commit_does_not(store: SQLiteStore) -> None:
+async def test_a_mail_being_committed_counts_and_a_failed_commit_does_not(store: Store) -> None:
     w = windows(Counting(store), Clock(50_000))
     w.committing("J1", ALICE, "u1", Use(50_000, 3, 6))
     assert [totals(x) for x in await w.recent(ALICE, "u1")] == [(3, 6), (3, 6)]
@@ -95,7 +95,7 @@ async def test_a_mail_being_committed_counts_and_a_failed_commit_does_not(store:
     assert [totals(x) for x in await w.recent(ALICE, "u1")] == [(0, 0), (0, 0)]
 
 
-async def test_another_process_s_mail_counts_after_the_refresh(store: SQLiteStore) -> None:
+async def test_another_process_s_mail_counts_after_the_refresh(store: Store) -> None:
     counting, clock = Counting(store), Clock(20_000)
     w = windows(counting, clock, refresh_s=60)
     await accept(w, store, mail(1, at=20_000))
@@ -108,7 +108,7 @@ async def test_another_process_s_mail_counts_after_the_refresh(store: SQLiteStor
     assert counting.reads == [("sender", ALICE), ("sender", ALICE)]
 
 
-async def test_uses_older_than_a_day_drop_out(store: SQLiteStore) -> None:
+async def test_uses_older_than_a_day_drop_out(store: Store) -> None:
     clock = Clock(100_000)
     w = windows(Counting(store), clock, refresh_s=10**9)
     await accept(w, store, mail(1, at=100_000))
@@ -118,7 +118,7 @@ async def test_uses_older_than_a_day_drop_out(store: SQLiteStore) -> None:
     assert totals((await w.recent(ALICE, None))[0]) == (0, 0)
 
 
-async def test_concurrent_first_reads_share_one_store_read_and_miss_no_commit(store: SQLiteStore) -> None:
+async def test_concurrent_first_reads_share_one_store_read_and_miss_no_commit(store: Store) -> None:
     counting, clock = Counting(store), Clock(30_000)
     counting.gate = asyncio.Event()
     w = windows(counting, clock)

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from gateway.audit import Audit
-from gateway.store.base import Recipient, StoredDocument, StoredMessage
+from gateway.store.base import MessageOptions, Recipient, StoredDocument, StoredMessage
 
 MESSAGE = StoredMessage(
     id="01JOB",
@@ -20,7 +20,7 @@ MESSAGE = StoredMessage(
     message_id="<m@x>",
     subject="Secret diagnosis",
     recipients=(Recipient("13235551212", "+1 323-555-1212"),),
-    options={"cover_message": "private text"},
+    options=MessageOptions(cover_message="private text"),
     submit_state="submitted",
     documents=(StoredDocument(1, 0, "scan.pdf", "PDF", "pdf", 3, 100),),
 )

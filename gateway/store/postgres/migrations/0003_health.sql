@@ -1,0 +1,6 @@
+-- 0003: one row that /readyz rewrites, to prove the store takes writes.
+
+CREATE TABLE health (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at DOUBLE PRECISION NOT NULL
+);
