@@ -29,9 +29,9 @@ from gateway.settings import Mailbox, Settings, split_host_port
 from gateway.smtp.handler import FaxHandler
 from gateway.smtp.reading import MailReaders
 from gateway.smtp.server import bound_port, start_smtp_listeners
-from gateway.store import Store, open_store
+from gateway.store import Store, StoreError, open_store
 from gateway.store.base import JobKind
-from gateway.workers.base import Worker
+from gateway.workers.base import Heartbeat, Worker
 from gateway.workers.dispatch import Dispatcher
 from gateway.workers.purge import Purger
 from gateway.workers.recovery import recover_orphans
@@ -57,6 +57,7 @@ class Gateway:
     audit: Audit | None = None
     readers: MailReaders | None = None  # child processes that parse mails
     purger: Purger | None = None  # database.keep_days
+    heartbeat: Heartbeat | None = None  # renews the workers' leases
     http_server: Any = None
     metrics: Metrics = field(default_factory=Metrics)
     workers: list[Worker] = field(default_factory=list)
@@ -121,8 +122,16 @@ class Gateway:
         self.workers.extend(self._tracking_workers())
         self.workers.extend(self._inbound_workers())
         await recover_orphans(self.store, now=time.time())  # before any worker of ours claims
+        self.heartbeat = Heartbeat(
+            self.store,
+            self.workers,
+            every_s=s.dispatch.heartbeat_s,
+            lease_s=s.dispatch.lease_s,
+        )
+        self.tasks.append(asyncio.create_task(self.heartbeat.run(), name=self.heartbeat.name))
         for worker in self.workers:
             self.tasks.append(asyncio.create_task(worker.run(), name=worker.name))
+        self.store.listen(self._wake_kind)  # jobs queued by other gateways sharing the store
         if s.database.keep_days > 0:
             self.purger = Purger(self.store, keep_days=s.database.keep_days)
             self.tasks.append(asyncio.create_task(self.purger.run(), name=self.purger.name))
@@ -242,8 +251,14 @@ class Gateway:
             interval_s=s.inbound.poll_interval_s,
             metrics=self.metrics,
             on_new=wake_deliverers,
+            lease_s=s.dispatch.lease_s,
         )
         return [poller, *deliverers]
+
+    def _wake_kind(self, kind: JobKind) -> None:
+        for worker in self.workers:
+            if getattr(worker, "kind", None) == kind:
+                worker.nudge()
 
     def _nudge_dispatch(self) -> None:
         for worker in self.workers:
@@ -303,6 +318,8 @@ class Gateway:
             await self.readers.stop()
         for worker in self.workers:
             worker.stop()
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         if self.purger is not None:
             self.purger.stop()
         if self.tasks:
@@ -312,7 +329,8 @@ class Gateway:
             await asyncio.gather(*pending, return_exceptions=True)
         if self.store is not None:
             for worker in self.workers:
-                await self.store.release(owner=worker.owner, now=time.time())
+                with contextlib.suppress(StoreError):  # else its leases run out
+                    await self.store.release(owner=worker.owner, now=time.time())
         if self.http_server is not None:
             await self.http_server.stop()
         if self.efax is not None:

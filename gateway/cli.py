@@ -22,6 +22,7 @@ from typing import Any
 
 from gateway.logs import setup_logging
 from gateway.settings import ConfigError, Settings, load_settings
+from gateway.store.base import StoreError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -112,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:  # found only when used, e.g. a TLS certificate that cannot be loaded
         print(f"fax-gateway: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except StoreError as err:  # the database cannot be opened: nothing was accepted
+        print(f"fax-gateway: {err}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:

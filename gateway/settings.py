@@ -308,11 +308,28 @@ class User(_Section):
 
 class DispatchSettings(_Section):
     workers: int = Field(4, ge=1, le=64, description="faxes submitted to eFax at the same time")
-    lease_s: float = Field(300, gt=0, description="how long a claimed job stays owned without renewal")
+    lease_s: float = Field(
+        30,
+        ge=5,
+        description=(
+            "seconds a claimed job stays its worker's without a heartbeat; the process renews "
+            "its leases every heartbeat_s, and a lease silent this long is taken over by any "
+            "gateway sharing the store (the work of a dead instance goes on within about this)"
+        ),
+    )
+    heartbeat_s: float = Field(5, gt=0, description="seconds between renewals of a process's leases")
     backoff_initial_s: float = Field(5, gt=0)
     backoff_max_s: float = Field(900, gt=0)
     lifetime_s: float = Field(86_400, gt=0, description="give up submitting a fax after this long")
     poll_idle_s: float = Field(1.0, gt=0, description="how often idle workers look for due work")
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> DispatchSettings:
+        if self.heartbeat_s * 3 > self.lease_s:
+            raise ValueError(
+                "heartbeat_s must be at most a third of lease_s, or leases run out between beats"
+            )
+        return self
 
 
 class Mailbox(_Section):

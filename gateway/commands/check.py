@@ -14,6 +14,7 @@ from gateway.efax.client import EfaxClient
 from gateway.efax.errors import EfaxAuthError, EfaxError
 from gateway.settings import Settings
 from gateway.smtp.tls import describe as describe_smtp
+from gateway.store import check_database
 
 
 async def check(settings: Settings) -> int:
@@ -27,6 +28,11 @@ async def check(settings: Settings) -> int:
     smtp_status, smtp_lines = describe_smtp(settings.smtp, len(settings.users))
     print("\n".join(smtp_lines))
     status = max(status, smtp_status)
+    db_status, db_line = await check_database(
+        settings.database.url, password=settings.database.password.get_secret_value()
+    )
+    print(db_line)
+    status = max(status, db_status)
     if settings.efax.simulated:
         print("efax: no app_id configured; serve will use the built-in simulator")
     else:

@@ -350,7 +350,7 @@ class FaxHandler(AuthMechanisms):
         if too_heavy:
             return refuse(too_heavy, header_from)
         pages = extraction.pages * len(numbers)
-        verdict = await self._rates(sender, mailbox, faxes=len(numbers), pages=pages)
+        verdict = await self._rates(sender, mailbox, faxes=len(numbers), pages=pages, final=True)
         if not verdict.ok:
             return refuse(verdict.reply or "", header_from)
         new = self._new_message(session, envelope, mail, mailbox, header_from)
@@ -466,8 +466,13 @@ class FaxHandler(AuthMechanisms):
         return mail
 
     # -- how much -------------------------------------------------------------------------
-    async def _rates(self, sender: str, mailbox: Mailbox | None, *, faxes: int, pages: int) -> Verdict:
-        """The sending limits for one more mail of ``faxes`` faxes and ``pages`` pages."""
+    async def _rates(
+        self, sender: str, mailbox: Mailbox | None, *, faxes: int, pages: int, final: bool = False
+    ) -> Verdict:
+        """The sending limits for one more mail of ``faxes`` faxes and ``pages`` pages.
+
+        ``final`` (at DATA, just before the commit): on a store other gateways share, the
+        counts are read afresh, so that mail they accepted a moment ago counts too."""
         limits = self.rate_limits
         check_mailbox = mailbox is not None and limits.per_mailbox
         if not (limits.per_sender or check_mailbox):
@@ -477,6 +482,7 @@ class FaxHandler(AuthMechanisms):
             sender_list, mailbox_list = await self.usage.recent(
                 sender if limits.per_sender else None,
                 mailbox.user_id if mailbox is not None and check_mailbox else None,
+                max_age_s=0.0 if final and self.store.shared else None,
             )
         except StoreError as err:
             log.error("cannot count recent faxes: %s", err, extra=event("store failed"))

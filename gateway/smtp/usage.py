@@ -9,8 +9,10 @@ each sender and each mailbox is read from the store once and then kept here: eve
 mail this process commits is added to the copy as it commits, and a mail being
 committed counts already (two sessions of one sender cannot both slip under a limit).
 A copy older than ``refresh_s`` is read again, so that mail accepted by another
-process sharing the store counts within that time; mail this process committed while
-that read was under way may be counted twice until the next read, never less than once.
+process sharing the store counts within that time (and on a shared store the last check
+of a mail, at DATA, always reads it again, so alternating instances cannot double a
+limit); mail this process committed while that read was under way may be counted
+twice until the next read, never less than once.
 
 Copies are summed per minute like the store's rows (at most 1,440 a day per key), and
 copies not used for ``refresh_s`` are dropped when many have piled up.
@@ -64,16 +66,23 @@ class UsageWindows:
         self._reading: dict[_Key, tuple[_Copy, asyncio.Future[_Copy]]] = {}
         self._in_flight: dict[str, tuple[str, str, Use]] = {}  # job -> (sender key, mailbox, use)
 
-    async def recent(self, sender: str | None, mailbox: str | None) -> tuple[list[Use], list[Use]]:
+    async def recent(
+        self, sender: str | None, mailbox: str | None, *, max_age_s: float | None = None
+    ) -> tuple[list[Use], list[Use]]:
         """The last 24 hours of (sender, mailbox) use, mails being committed included.
 
         ``sender`` (any case) or ``mailbox`` None: that list is empty and not read.
+        ``max_age_s``: read the store again when the copy is older (default ``refresh_s``;
+        0 when other processes share the store and this is the last check before commit).
         Raises the store's error when a copy has to be read and cannot be.
         """
         now = self.clock()
+        age = self.refresh_s if max_age_s is None else max_age_s
         key = sender.lower() if sender is not None else None
-        sender_uses = list((await self._copy(("sender", key), now)).recent(now)) if key is not None else []
-        mailbox_uses = list((await self._copy(("mailbox", mailbox), now)).recent(now)) if mailbox else []
+        sender_uses = (
+            list((await self._copy(("sender", key), now, age)).recent(now)) if key is not None else []
+        )
+        mailbox_uses = list((await self._copy(("mailbox", mailbox), now, age)).recent(now)) if mailbox else []
         for who, box, use in self._in_flight.values():
             if who == key:
                 sender_uses.append(use)
@@ -101,9 +110,9 @@ class UsageWindows:
         """The commit failed: the mail does not count."""
         self._in_flight.pop(job, None)
 
-    async def _copy(self, key: _Key, now: float) -> _Copy:
+    async def _copy(self, key: _Key, now: float, max_age_s: float) -> _Copy:
         copy = self._copies.get(key)
-        if copy is not None and now - copy.read_at < self.refresh_s:
+        if copy is not None and now - copy.read_at < max_age_s:
             copy.used_at = now
             return copy
         reading = self._reading.get(key)

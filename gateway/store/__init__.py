@@ -48,4 +48,16 @@ async def open_store(url: str, *, password: str = "") -> Store:
     return await SqlStore.open(backend_for(url, password=password))
 
 
-__all__ = ["Store", "StoreError", "backend_for", "open_store"]
+async def check_database(url: str, *, password: str = "") -> tuple[int, str]:
+    """``fax-gateway check``'s look at the database, changing nothing: (0 ok, 1 unreachable,
+    2 wrong or refused) and a sentence without any password."""
+    import asyncio
+
+    try:
+        backend = backend_for(url, password=password)
+    except StoreError as err:
+        return 2, f"database: {err}"
+    return await asyncio.to_thread(backend.inspect)
+
+
+__all__ = ["Store", "StoreError", "backend_for", "check_database", "open_store"]

@@ -243,8 +243,12 @@ class Store(Protocol):
     async def claim(self, kind: JobKind, *, owner: str, now: float, lease_s: float) -> Job | None:
         """Take the most overdue job of a kind (queued, deferred and due, or lease expired)."""
 
-    async def renew(self, owners: Sequence[str], *, now: float, lease_s: float) -> int:
-        """The heartbeat: the owners' leases and locks not yet run out last ``lease_s`` more."""
+    async def renew(
+        self, leases: Sequence[tuple[int, str]], *, owners: Sequence[str] = (), now: float, lease_s: float
+    ) -> int:
+        """The heartbeat: the leases of the jobs in hand, (job id, owner), and the owners'
+        locks, where not yet run out, last ``lease_s`` more; how many leases were renewed.
+        A job a worker has let go of (left to its lease) is not named, so it runs out."""
 
     async def take_lock(self, name: str, *, owner: str, now: float, lease_s: float) -> bool:
         """Hold the named lock for ``lease_s`` (renewed by ``renew``) unless another holds it."""

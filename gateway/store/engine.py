@@ -13,7 +13,10 @@ there", and, when several processes may share it, how to hear their wake-ups.
 
 An outage (the database unreachable, the disk full) is logged once when it starts and
 once when it ends; every call meanwhile raises ``StoreError``, which the SMTP side turns
-into ``451 4.3.0`` and the workers into a pause.
+into ``451 4.3.0`` and the workers into a pause. While the backend says the database is
+unreachable, calls fail at once but for one probe each ``OUTAGE_PROBE_S``, so that
+neither a client nor ``/readyz`` waits on connection timeouts, and the first probe that
+gets through ends the outage.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import asyncio
 import binascii
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -49,6 +53,7 @@ from gateway.store.ops import Tx
 T = TypeVar("T")
 log = logging.getLogger("gateway.store")
 _MAX_BATCH = 256
+OUTAGE_PROBE_S = 1.0
 
 
 class Backend(Protocol):
@@ -80,6 +85,9 @@ class Backend(Protocol):
     def describe(self) -> str:
         """Where the database is, without any password."""
 
+    def inspect(self) -> tuple[int, str]:
+        """For ``check``: reachable, credentials, schema version; a status and a sentence."""
+
 
 @dataclass(frozen=True)
 class _Accepted:
@@ -103,6 +111,7 @@ class SqlStore:
         self._writer_task: asyncio.Task[None] | None = None
         self._closed = False
         self._down: str | None = None  # what the current outage said, while it lasts
+        self._unreachable_until = 0.0  # monotonic: until then, fail at once (no probe)
         self.commits = 0  # physical commits, for the group-commit benchmark
 
     @classmethod
@@ -152,12 +161,19 @@ class SqlStore:
     # -- outages -------------------------------------------------------------------------
     def _failed(self, err: BaseException, doing: str) -> StoreError:
         text = f"the database could not {doing}: {err}".strip()
+        if self.backend.is_outage(err):
+            self._unreachable_until = time.monotonic() + OUTAGE_PROBE_S
         if self._down is None:
             self._down = text
             log.error("%s", text, extra=event("store down", backend=self.backend.name))
         return StoreError(text)
 
+    def _fail_fast(self) -> None:
+        if self._down is not None and time.monotonic() < self._unreachable_until:
+            raise StoreError(self._down)
+
     def _worked(self) -> None:
+        self._unreachable_until = 0.0
         if self._down is not None:
             self._down = None
             log.warning("the database works again", extra=event("store up", backend=self.backend.name))
@@ -166,6 +182,7 @@ class SqlStore:
     async def _write(self, fn: Callable[[Tx], T]) -> T:
         if self._writer_task is None:
             raise StoreError("the store is closed")
+        self._fail_fast()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((fn, future))
         self._wake.set()
@@ -238,11 +255,13 @@ class SqlStore:
     async def _read(self, fn: Callable[[Tx], T]) -> T:
         if self._closed:
             raise StoreError("the store is closed")
+        self._fail_fast()
         loop = asyncio.get_running_loop()
         try:
             value = await loop.run_in_executor(self._read_pool, self._read_in_thread, fn)
         except self.backend.errors as err:
             raise self._failed(err, "be read") from err
+        self._worked()
         return value
 
     # -- intake ------------------------------------------------------------------------------
@@ -265,8 +284,10 @@ class SqlStore:
     async def claim(self, kind: JobKind, *, owner: str, now: float, lease_s: float) -> Job | None:
         return await self._write(lambda tx: ops.claim(tx, kind, owner, now, lease_s))
 
-    async def renew(self, owners: Sequence[str], *, now: float, lease_s: float) -> int:
-        return await self._write(lambda tx: ops.renew(tx, owners, now, now + lease_s))
+    async def renew(
+        self, leases: Sequence[tuple[int, str]], *, owners: Sequence[str] = (), now: float, lease_s: float
+    ) -> int:
+        return await self._write(lambda tx: ops.renew(tx, leases, owners, now, now + lease_s))
 
     async def defer(
         self,

@@ -183,14 +183,15 @@ def claim(tx: Tx, kind: JobKind, owner: str, now: float, lease_s: float) -> Job 
     return None if row is None else job_from_row(row)
 
 
-def renew(tx: Tx, owners: Sequence[str], now: float, until: float) -> int:
-    """Extend the leases (and the locks) the owners hold and that have not run out."""
-    if not owners:
-        return 0
-    names = in_list(len(owners), tx.q.mark)
-    jobs = tx.execute(tx.q.RENEW_LEASES + names, (until, now, *owners)).rowcount
-    tx.execute(tx.q.RENEW_LOCKS + names, (until, now, *owners))
-    return jobs
+def renew(tx: Tx, leases: Sequence[tuple[int, str]], owners: Sequence[str], now: float, until: float) -> int:
+    """Extend the leases of the jobs in hand, (job id, owner), and the owners' locks, where
+    they have not run out; how many leases were extended."""
+    renewed = sum(
+        tx.execute(tx.q.RENEW_LEASE, (until, job_id, owner, now)).rowcount for job_id, owner in leases
+    )
+    if owners:
+        tx.execute(tx.q.RENEW_LOCKS + in_list(len(owners), tx.q.mark), (until, now, *owners))
+    return renewed
 
 
 def holds_lease(tx: Tx, job: Job, owner: str, now: float) -> bool:

@@ -79,9 +79,9 @@ class Queries:
                   LIMIT 1)
     RETURNING id, kind, ref, state, payload, attempts, run_after, created_at, last_error, lease_owner
     """
-    # The heartbeat: leases of the owners named (an IN list appended) run on.
-    RENEW_LEASES = """
-    UPDATE jobs SET lease_until = ? WHERE state = 'active' AND lease_until >= ? AND lease_owner IN
+    # The heartbeat: a job in a worker's hands, its lease not yet run out, runs on.
+    RENEW_LEASE = """
+    UPDATE jobs SET lease_until = ? WHERE id = ? AND lease_owner = ? AND state = 'active' AND lease_until >= ?
     """
     # A lease still ours and not yet run out: the check before anything that cannot be undone.
     HOLDS_LEASE = (

@@ -4,6 +4,15 @@
 kind is due (drain mode, for tests and one-shot commands). On stop, a worker finishes
 the job in hand; jobs it could not finish are released back to the queue by the
 application, and a crashed process's leases simply expire.
+
+Leases: a claimed job is the worker's for ``dispatch.lease_s`` (30 s); the process's
+``Heartbeat`` renews every lease and lock it holds each ``dispatch.heartbeat_s``, so a
+long job keeps its lease and a dead process's jobs are taken over by any gateway
+sharing the store within about ``lease_s``.
+
+Store outages: a claim that fails waits 1, 2, 4 ... up to 30 s before the next (the
+store logs the outage once); a handler that fails on the store leaves its job to its
+lease, which another attempt takes up once the store is back.
 """
 
 from __future__ import annotations
@@ -18,9 +27,11 @@ from collections.abc import Callable
 
 from gateway.logs import event
 from gateway.smtp.ingress import Ingress
-from gateway.store.base import Job, JobKind, Store
+from gateway.store.base import Job, JobKind, Store, StoreError
 
 log = logging.getLogger(__name__)
+
+_OUTAGE_PAUSE_MAX_S = 30.0
 
 
 def worker_owner(name: str) -> str:
@@ -71,8 +82,10 @@ class Worker(Wakeable):
         self.lease_s = lease_s
         self.idle_s = idle_s
         self.clock = clock
+        self.current: Job | None = None  # the job in hand, whose lease the heartbeat renews
 
     async def run(self, *, until_idle: bool = False) -> None:
+        pause = 0.0  # while the store is out
         while not self._stopping.is_set():
             if self.defer_to is not None and not until_idle:
                 await self.defer_to.quiet()
@@ -80,20 +93,37 @@ class Worker(Wakeable):
                 job = await self.store.claim(
                     self.kind, owner=self.owner, now=self.clock(), lease_s=self.lease_s
                 )
+            except StoreError:  # the store logs the outage once
+                if until_idle:
+                    return
+                pause = min(max(pause * 2, 1.0), _OUTAGE_PAUSE_MAX_S)
+                await self._rest(pause)
+                continue
             except Exception:
                 log.exception("cannot claim work", extra=event("claim failed", worker=self.name))
                 job = None
+            pause = 0.0
             if job is None:
                 if until_idle:
                     return
                 await self._idle()
                 continue
-            try:
-                await self.handle(job)
-            except asyncio.CancelledError:
-                raise
-            except Exception as err:  # a bug must not kill the worker: park the job
-                log.exception("job failed unexpectedly", extra=event("crashed", job=job.ref, kind=job.kind))
+            await self._handle_safely(job)
+
+    async def _handle_safely(self, job: Job) -> None:
+        self.current = job
+        try:
+            await self.handle(job)
+        except asyncio.CancelledError:
+            raise
+        except StoreError as err:  # its lease runs out and the job is taken up again
+            log.warning(
+                "job left to its lease: the store failed",
+                extra=event("store failed", job=job.ref, error=str(err)),
+            )
+        except Exception as err:  # a bug must not kill the worker: park the job
+            log.exception("job failed unexpectedly", extra=event("crashed", job=job.ref, kind=job.kind))
+            with contextlib.suppress(StoreError):
                 await self.store.defer(
                     job,
                     owner=self.owner,
@@ -101,9 +131,51 @@ class Worker(Wakeable):
                     run_after=self.clock() + 60,
                     error=f"internal error: {type(err).__name__}",
                 )
+        finally:
+            self.current = None
 
     async def _idle(self) -> None:
         await self._rest(self.idle_s)
 
     async def handle(self, job: Job) -> None:
         raise NotImplementedError
+
+
+class Heartbeat(Wakeable):
+    """Renews the leases of the jobs this process's workers hold, and their locks, every
+    ``every_s`` seconds.
+
+    Only a job in a worker's hands is renewed: one it let go of (the store failed while
+    handling it) runs out and is taken up again. A failed renewal is not logged here (the
+    store logs its outage once); leases that ran out meanwhile are not renewed, so a job
+    another gateway has taken over stays its.
+    """
+
+    name = "heartbeat"
+
+    def __init__(
+        self,
+        store: Store,
+        workers: list[Worker],
+        *,
+        every_s: float,
+        lease_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.workers = workers
+        self.every_s = every_s
+        self.lease_s = lease_s
+        self.clock = clock
+
+    async def beat(self) -> int:
+        held = [(w.current.id, w.owner) for w in self.workers if w.current is not None]
+        owners = [w.owner for w in self.workers]
+        return await self.store.renew(held, owners=owners, now=self.clock(), lease_s=self.lease_s)
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(StoreError):
+                await self.beat()
+            await self._rest(self.every_s)

@@ -7,8 +7,9 @@ mail coming in meanwhile never waits long for the store; ``messages.purged_at`` 
 (``fax-gateway queue retry`` and the dispatcher refuse such a mail). One log line per
 pass that deleted anything. Touches: the store only.
 
-Runs once at start, then every ``every_s``. Several gateways sharing a database may run
-it at once: each batch is one transaction, and what one has purged the other skips.
+Runs once at start, then every ``every_s``. Of several gateways sharing a database, one
+at a time purges: the one holding the store lock ``purge`` (taken for ``2 * every_s``,
+so that another takes over once its holder is gone).
 
 Settings: ``database.keep_days`` (0: never).
 """
@@ -22,7 +23,7 @@ from collections.abc import Callable
 
 from gateway.logs import event
 from gateway.store.base import Store, StoreError
-from gateway.workers.base import Wakeable
+from gateway.workers.base import Wakeable, worker_owner
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,12 @@ class Purger(Wakeable):
         self.clock = clock
 
     async def run(self) -> None:
+        owner = worker_owner(self.name)
         while not self._stopping.is_set():
             try:
-                await self.purge_due()
+                now = self.clock()
+                if await self.store.take_lock("purge", owner=owner, now=now, lease_s=2 * self.every_s):
+                    await self.purge_due()
             except StoreError as err:
                 log.error("cannot delete old faxes: %s", err, extra=event("purge failed"))
             await self._rest(self.every_s)

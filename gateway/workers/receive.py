@@ -10,6 +10,12 @@ or by a poll and a webhook, is recorded once); one ``polls`` row per mailbox (la
 try, last success, last error) for ``/readyz`` and the poll-lag metric.
 Touches: eFax (through ``gateway.efax``) and the store. Never mails, never marks.
 
+Several gateways: each mailbox is read by one of them at a time. Before reading, the
+poller takes the store lock ``poll:<user id>`` (held while its process's heartbeat
+renews it; a dead holder's lock runs out after ``dispatch.lease_s``); a mailbox whose
+lock another gateway holds is skipped this round. A webhook's one-fax read needs no lock:
+recording is once per fax id whoever reads it.
+
 Timing: mailbox k of n is first read ``k * poll_interval_s / n`` seconds after start
 (staggered), then every ``inbound.poll_interval_s`` seconds (default 60, minimum 30).
 ``nudge()`` reads now (tests, the webhook when its fax cannot be read directly);
@@ -40,7 +46,7 @@ from gateway.efax.models import FaxSummary, check_fax_id
 from gateway.logs import event
 from gateway.metrics import Metrics
 from gateway.settings import Mailbox
-from gateway.store.base import JobKind, Store
+from gateway.store.base import JobKind, Store, StoreError
 from gateway.workers.base import Worker
 
 log = logging.getLogger(__name__)
@@ -87,9 +93,10 @@ class Poller(Worker):
         on_new: Callable[[], None] | None = None,
         rng: random.Random | None = None,
         name: str = "receive",
+        lease_s: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(store, name=name, clock=clock)
+        super().__init__(store, name=name, lease_s=lease_s, clock=clock)
         self.efax = efax
         self.mailboxes = [m for m in mailboxes if m.deliver_to]
         self.interval_s = interval_s
@@ -211,6 +218,8 @@ class Poller(Worker):
                 delay = poll_backoff(self.interval_s, failures, err.retry_after, self.rng)
             except EfaxError:
                 failures += 1
+            except StoreError:
+                pass  # the store logs its outage once; try again next round
             except Exception:
                 log.exception(
                     "poll failed unexpectedly", extra=event("poll crashed", mailbox=mailbox.user_id)
@@ -230,6 +239,9 @@ class Poller(Worker):
     async def _poll(self, mailbox: Mailbox) -> int:
         uid = mailbox.user_id
         async with self._locks[uid]:
+            lock = f"poll:{uid}"
+            if not await self.store.take_lock(lock, owner=self.owner, now=self.clock(), lease_s=self.lease_s):
+                return 0  # another gateway reads this mailbox
             try:
                 faxes = [f async for f in self.efax.iter_received(user_id=uid, image_downloaded=False)]
             except EfaxError as err:

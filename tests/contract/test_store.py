@@ -311,3 +311,35 @@ async def test_purge_goes_by_batches_and_clears_documents_kept_in_the_raw_mail(s
     assert [await store.purge(before=2000, now=3000, limit=2) for _ in range(3)] == [(2, 0), (1, 0), (0, 0)]
     for n in range(1, 4):
         assert await _document_bytes(store, f"JOB{n:05d}") == b""
+
+
+# -- leases and locks shared by several processes -----------------------------------------------
+async def test_a_heartbeat_renews_only_the_jobs_named(store: Store) -> None:
+    await store.accept_message(message(1))
+    await store.accept_message(message(2))
+    held = await store.claim(JobKind.DISPATCH, owner="w", now=2000, lease_s=30)
+    dropped = await store.claim(JobKind.DISPATCH, owner="w", now=2000, lease_s=30)
+    assert held is not None and dropped is not None
+    assert await store.renew([(held.id, "w")], now=2025, lease_s=30) == 1  # runs until 2055
+    assert await store.renew([(held.id, "someone else")], now=2026, lease_s=30) == 0
+    taken = await store.claim(JobKind.DISPATCH, owner="x", now=2040, lease_s=30)
+    assert taken is not None and taken.id == dropped.id  # the one let go ran out at 2030
+    assert await store.claim(JobKind.DISPATCH, owner="x", now=2050, lease_s=30) is None
+    assert await store.renew([(dropped.id, "w")], now=2051, lease_s=30) == 0  # x has it now
+    assert not await store.mark_submitting(dropped, owner="w", now=2051)
+    assert await store.mark_submitting(taken, owner="x", now=2051)
+    stored = await store.message(taken.ref)
+    assert stored is not None and stored.submit_state == "submitting"
+
+
+async def test_a_lock_has_one_holder_until_it_runs_out(store: Store) -> None:
+    assert await store.take_lock("poll:u1", owner="a", now=100, lease_s=30)
+    assert await store.take_lock("poll:u1", owner="a", now=110, lease_s=30)  # its holder again
+    assert not await store.take_lock("poll:u1", owner="b", now=120, lease_s=30)
+    assert await store.take_lock("poll:u2", owner="b", now=120, lease_s=30)  # another name
+    await store.renew([], owners=["a"], now=135, lease_s=30)  # a's heartbeat: until 165
+    assert not await store.take_lock("poll:u1", owner="b", now=150, lease_s=30)
+    assert await store.take_lock("poll:u1", owner="b", now=166, lease_s=30)  # a went silent
+    assert not await store.take_lock("poll:u1", owner="a", now=170, lease_s=30)
+    await store.release(owner="b", now=171)  # a clean stop gives its locks back
+    assert await store.take_lock("poll:u1", owner="a", now=172, lease_s=30)

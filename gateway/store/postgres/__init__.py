@@ -39,8 +39,8 @@ log = logging.getLogger("gateway.store")
 
 CHANNEL = "faxgw_jobs"
 _MIGRATION_LOCK = 0x66617867  # "faxg": one migrating instance at a time
-_CONNECT_TIMEOUT_S = 5
-_POOL_TIMEOUT_S = 5.0
+_CONNECT_TIMEOUT_S = 3
+_POOL_TIMEOUT_S = 3.0
 
 
 class PostgresQueries(Queries):
@@ -194,6 +194,27 @@ class PostgresBackend:
             name="fax-gateway",
         )
         self._pool.open(wait=True, timeout=_POOL_TIMEOUT_S * 2)
+
+    def inspect(self) -> tuple[int, str]:
+        """For ``check``: (0 ok | 1 unreachable | 2 refused or wrong, a sentence); changes nothing."""
+        where = self.describe()
+        try:
+            with psycopg.connect(self.url, **self._connect_kwargs()) as conn:
+                version = schema_version(conn)
+        except psycopg.OperationalError as err:
+            state = getattr(err, "sqlstate", None)
+            text = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if state == "28P01" or "password authentication failed" in text:
+                return 2, f"database: {where} refused the user name and password"
+            if state == "3D000" or "does not exist" in text:
+                return 2, f"database: {where}: the database does not exist (create it: createdb)"
+            return 1, f"database: cannot reach {where}: {text}"
+        latest = migration_scripts()[-1][0]
+        if version > latest:
+            return 2, f"database: {where} has schema version {version}, newer than this gateway's {latest}"
+        if version < latest:
+            return 0, f"database: {where} answers; schema version {version}, serve brings it to {latest}"
+        return 0, f"database: {where} answers; schema version {version} is current"
 
     def close(self) -> None:
         self._stop.set()

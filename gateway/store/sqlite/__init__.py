@@ -162,6 +162,28 @@ class SQLiteBackend:
         migrate(conn)
         self._writer = conn
 
+    def inspect(self) -> tuple[int, str]:
+        """For ``check``: (0 ok | 2 wrong, a sentence); changes nothing."""
+        if not self.path.exists():
+            return 0, f"database: {self.path} does not exist yet; serve creates it"
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            try:
+                version = schema_version(conn)
+            finally:
+                conn.close()
+        except sqlite3.Error as err:
+            return 2, f"database: {self.path} cannot be read as SQLite: {err}"
+        latest = migration_scripts()[-1][0]
+        if version > latest:
+            return (
+                2,
+                f"database: {self.path} has schema version {version}, newer than this gateway's {latest}",
+            )
+        return 0, f"database: {self.path}, schema version {version}" + (
+            " (current)" if version == latest else f", serve brings it to {latest}"
+        )
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
