@@ -1,0 +1,81 @@
+"""``serve``, ``queue`` and ``check`` on PostgreSQL: a mail's story told from the shared
+database, and ``check``'s sentence for each database problem."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.app import Gateway
+from gateway.simulator.server import RunningSimulator
+from gateway.store.base import JobKind, JobState
+from tests.e2e.conftest import gateway_settings, pdf_mail, smtp_send
+from tests.e2e.tracking_helpers import FAST_TRACKING, job_state, run_queue
+from tests.helpers import wait_until
+from tests.process import write_config
+
+
+async def test_a_mail_faxed_on_postgresql_is_listed_and_told_by_queue(
+    tmp_path: Path,
+    pg_url: str,
+    simulator: RunningSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = gateway_settings(
+        tmp_path, simulator.base_url, database={"url": pg_url}, tracking=FAST_TRACKING
+    )
+    async with Gateway(settings) as gw:
+        result = await smtp_send(gw.smtp_port, pdf_mail())
+        assert result.code == 250
+        job = result.job_id
+
+        async def reported() -> bool:
+            return await job_state(gw, JobKind.REPORT, job) == JobState.DONE
+
+        await wait_until(reported, timeout=20)
+        capsys.readouterr()
+        assert await run_queue(gw, "list") == 0
+        listed = capsys.readouterr().out
+        assert job in listed
+        assert await run_queue(gw, "show", job) == 0
+        shown = capsys.readouterr().out
+        assert "handed to eFax" in shown and "delivered" in shown.lower()
+
+
+def check(config: Path) -> tuple[int, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def config_with(tmp_path: Path, url: str) -> Path:
+    return write_config(tmp_path / "check.toml", f'[database]\nurl = "{url}"\n')
+
+
+def test_check_says_what_is_wrong_with_the_database(tmp_path: Path, pg_url: str) -> None:
+    code, out = check(config_with(tmp_path, pg_url))
+    assert code == 0, out
+    assert "database:" in out and "answers; schema version 0, serve brings it to" in out
+
+    user, rest = pg_url.removeprefix("postgresql://").split(":", 1)
+    password, where = rest.split("@", 1)
+    wrong = f"postgresql://{user}:not-{password}@{where}"
+    code, out = check(config_with(tmp_path, wrong))
+    assert code == 2 and "refused the user name and password" in out
+    assert password not in out and f"not-{password}" not in out  # no password in any sentence
+
+    host_port = where.split("/", 1)[0]
+    code, out = check(config_with(tmp_path, f"postgresql://{user}:{password}@{host_port}/no_such_db"))
+    assert code == 2 and "the database does not exist" in out
+
+    code, out = check(config_with(tmp_path, f"postgresql://{user}:{password}@127.0.0.1:1/db"))
+    assert code == 1 and "cannot reach postgresql://" in out and password not in out
