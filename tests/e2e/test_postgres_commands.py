@@ -3,14 +3,18 @@ database, and ``check``'s sentence for each database problem."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from gateway.app import Gateway
+from gateway.settings import Settings
 from gateway.simulator.server import RunningSimulator
+from gateway.store import open_store
 from gateway.store.base import JobKind, JobState
 from tests.e2e.conftest import gateway_settings, pdf_mail, smtp_send
 from tests.e2e.tracking_helpers import FAST_TRACKING, job_state, run_queue
@@ -79,3 +83,50 @@ def test_check_says_what_is_wrong_with_the_database(tmp_path: Path, pg_url: str)
 
     code, out = check(config_with(tmp_path, f"postgresql://{user}:{password}@127.0.0.1:1/db"))
     assert code == 1 and "cannot reach postgresql://" in out and password not in out
+
+
+async def test_a_sending_limit_holds_across_instances(
+    tmp_path: Path, pg_url: str, simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alternating between two gateways on one database does not double a sender's limit."""
+    monkeypatch.chdir(tmp_path)
+
+    def settings(name: str) -> Settings:
+        return gateway_settings(
+            tmp_path / name,
+            simulator.base_url,
+            database={"url": pg_url},
+            policy={"faxes_per_hour_per_sender": 3},
+        )
+
+    async with Gateway(settings("a")) as a, Gateway(settings("b")) as b:
+        codes = []
+        for n in range(6):
+            gw = (a, b)[n % 2]
+            codes.append((await smtp_send(gw.smtp_port, pdf_mail(to=f"1323555{1200 + n}@fax.local"))).code)
+        assert codes == [250, 250, 250, 451, 451, 451]
+
+
+async def test_a_job_queued_by_one_instance_wakes_the_others(pg_url: str) -> None:
+    """NOTIFY on commit: another store listening hears the kind at once (no polling)."""
+    first, second = await open_store(pg_url), await open_store(pg_url)
+    heard: asyncio.Queue[JobKind] = asyncio.Queue()
+    try:
+        second.listen(heard.put_nowait)
+        await _drained(heard)  # the listener's own wake-ups on connecting
+        await first.enqueue(JobKind.DELIVER, "fax-1", {}, now=time.time())
+        assert await asyncio.wait_for(heard.get(), timeout=5) == JobKind.DELIVER
+        await first.enqueue(JobKind.TRACK, "fax-2", {}, now=time.time(), run_after=time.time() + 3600)
+        await first.enqueue(JobKind.DISPATCH, "job-3", {}, now=time.time())
+        assert await asyncio.wait_for(heard.get(), timeout=5) == JobKind.DISPATCH  # not the one for later
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def _drained(queue: asyncio.Queue[JobKind]) -> None:
+    """Wait until the listener is connected (it wakes every kind once), then empty the queue."""
+    await asyncio.wait_for(queue.get(), timeout=10)
+    await asyncio.sleep(0.3)
+    while not queue.empty():
+        queue.get_nowait()
