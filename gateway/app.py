@@ -115,6 +115,8 @@ class Gateway:
                     audit=self.audit,
                     policy=policy,
                     name=f"dispatch-{n}",
+                    reconcile_window_s=s.dispatch.reconcile_window_s,
+                    reconcile_every_s=s.dispatch.reconcile_every_s,
                     lease_s=s.dispatch.lease_s,
                     idle_s=s.dispatch.poll_idle_s,
                 )

@@ -1,4 +1,4 @@
-"""The audit log: one JSON line per accepted, refused, submitted, delivered and failed fax.
+"""The audit log: one JSON line per accepted, refused, submitted, delivered, failed and held fax.
 
 Written to the logger ``gateway.audit`` (always at INFO, whatever ``--log-level``) and,
 when ``logging.audit_file`` is set, appended to that file as bare JSON lines. Each
@@ -147,6 +147,10 @@ class Audit:
         if number is not None:
             fields["to"] = [number]
         self._write("failed", **{**fields, "fax": fax_id, "reason": reason})
+
+    def held(self, message: StoredMessage, *, reason: str) -> None:
+        """A fax whose sending eFax never confirmed, held rather than sent twice."""
+        self._write("held", **{**_about(message), "reason": reason})
 
     # -- the line ------------------------------------------------------------------------
     def _write(self, name: str, **fields: Any) -> None:

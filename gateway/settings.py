@@ -318,6 +318,15 @@ class DispatchSettings(_Section):
         ),
     )
     heartbeat_s: float = Field(5, gt=0, description="seconds between renewals of a process's leases")
+    reconcile_window_s: float = Field(
+        900,
+        ge=0,
+        description=(
+            "after a POST /faxes of unknown outcome, seconds the dispatcher keeps looking for the "
+            "fax in eFax's sent list before it holds the job (it never resends on its own)"
+        ),
+    )
+    reconcile_every_s: float = Field(60, gt=0, description="seconds between two looks at the sent list")
     backoff_initial_s: float = Field(5, gt=0)
     backoff_max_s: float = Field(900, gt=0)
     lifetime_s: float = Field(86_400, gt=0, description="give up submitting a fax after this long")

@@ -31,7 +31,7 @@ from gateway.store import Store, open_store
 from gateway.store.base import FaxRecord, Job, JobKind, JobState
 
 RETRYABLE = (JobState.DEFERRED, JobState.FAILED, JobState.HELD)
-REPORT_SUFFIXES = ("", ":unconfirmed", ":not-sent")
+REPORT_SUFFIXES = ("", ":unconfirmed", ":not-sent", ":held")
 
 
 def _when(ts: float, zone: ZoneInfo) -> str:
@@ -67,6 +67,15 @@ async def _list(store: Store, args: argparse.Namespace, zone: ZoneInfo) -> int:
         return 2
     older = time.time() - args.older_than if args.older_than else None
     jobs = await store.jobs(kind=kind, state=state, older_than=older, limit=args.limit)
+    held = [] if state is not None else await store.jobs(kind=kind, state=JobState.HELD, older_than=older)
+    if held:  # waiting for a person: shown apart, first
+        print(f"held, waiting for a decision ({len(held)}): fax-gateway queue show|retry|cancel ID")
+        for job in held:
+            print(
+                f"  {_when(job.created_at, zone)}  {job.kind:8}  {job.ref}  {job.last_error or ''}".rstrip()
+            )
+        print()
+        jobs = [j for j in jobs if j.state != JobState.HELD]
     print(f"{'created (' + zone.key + ')':19}  {'kind':8}  {'state':8}  {'tries':>5}  ref / last error")
     for job in jobs:
         error = f"  {job.last_error}" if job.last_error else ""
@@ -152,6 +161,14 @@ async def _retry(store: Store, some_id: str) -> int:
                 "database.keep_days; ask the sender to send it again"
             )
             continue
+        if job.kind == JobKind.DISPATCH and job.state == JobState.HELD and message is not None:
+            print(
+                f"dispatch job {job.ref}: eFax never confirmed the earlier attempt and did not list it; "
+                f"sending it again now to {', '.join(r.pretty for r in message.recipients)}. If the "
+                "earlier attempt did get through, the recipients will have it twice."
+            )
+            await store.set_submit_state(message_id, "none", now=now)  # a new send, not a look
+            await store.add_event("released", now=now, message_id=message_id, detail="queue retry")
         await store.set_job_state(job.id, JobState.QUEUED, now=now, run_after=now)
         await store.add_event(
             "retry requested", now=now, message_id=message_id, detail=f"{job.kind} {job.ref}"

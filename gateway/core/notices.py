@@ -15,7 +15,10 @@ Three kinds of report (``Report.kind``):
 - ``unconfirmed``: sent once when a fax is still not final after
   ``tracking.unconfirmed_after_s``; tracking goes on;
 - ``not_sent``: the gateway could not hand the mail to eFax (refused, or eFax could not
-  be reached within ``dispatch.lifetime_s``).
+  be reached within ``dispatch.lifetime_s``);
+- ``held``: a ``POST /faxes`` of unknown outcome, and the fax not in eFax's sent list
+  within ``dispatch.reconcile_window_s``: it was not sent again (no duplicate), and an
+  administrator decides.
 
 "Delivered" is said only for ``FaxStatus.DELIVERED``, i.e. when eFax said COMPLETE.
 
@@ -42,7 +45,7 @@ from gateway.core.tracking import FaxStatus
 
 __all__ = ["RESULT_CODES", "ResultCode", "explain"]  # re-exported: callers read codes here too
 
-ReportKind = Literal["final", "unconfirmed", "not_sent"]
+ReportKind = Literal["final", "unconfirmed", "not_sent", "held"]
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,8 @@ def subject_line(report: Report) -> str:
 def headline(report: Report) -> str:
     if report.kind == "not_sent":
         return "Fax failed"
+    if report.kind == "held":
+        return "Fax not confirmed by eFax, not sent again"
     if report.kind == "unconfirmed":
         return "Fax not yet confirmed"
     statuses = [o.status for o in report.outcomes]
@@ -183,6 +188,11 @@ def headline(report: Report) -> str:
 
 def _summary(report: Report) -> str:
     title = f'"{" ".join(report.subject.split())}"' if report.subject.strip() else "without a subject"
+    if report.kind == "held":
+        return (
+            f"Your fax {title} may or may not have reached eFax: eFax did not confirm receiving it, "
+            "and the gateway did not send it again, to avoid a duplicate."
+        )
     if report.kind == "not_sent":
         if report.maybe_sent:
             return (
@@ -314,6 +324,19 @@ def _not_sent_lines(report: Report) -> list[str]:
     return lines
 
 
+def _held_lines(report: Report) -> list[str]:
+    numbers = ", ".join(report.intended) or "its numbers"
+    return [
+        f"eFax did not confirm that it received the fax to {numbers}, and the gateway could not "
+        "find it in eFax's list of sent faxes.",
+        f"Why: {report.not_sent_reason or 'unknown'}",
+        "It was not sent again, so that the recipient does not get it twice.",
+        "What you can do: ask the recipient whether it arrived. If it did not, ask your "
+        f"administrator to send it again (fax-gateway queue retry {report.job_id}); do not send "
+        "your mail again yourself, or it may arrive twice.",
+    ]
+
+
 def _documents_title(report: Report) -> str:
     if any(o.status is FaxStatus.DELIVERED for o in report.outcomes):
         return "Documents faxed:"
@@ -327,6 +350,8 @@ def text_body(report: Report, zone: ZoneInfo) -> str:
     out.append("")
     if report.kind == "not_sent":
         out += [*_not_sent_lines(report), ""]
+    if report.kind == "held":
+        out += [*_held_lines(report), ""]
     for o in report.outcomes:
         out.append(f"To {_destination(o)}: {_outcome_word(o)}")
         out += [f"  {line}" for line in _explanation(o, report, zone)]
@@ -352,6 +377,8 @@ def html_body(report: Report, zone: ZoneInfo) -> str:
     ]
     if report.kind == "not_sent":
         parts.append("<p>" + "<br>".join(e(line) for line in _not_sent_lines(report)) + "</p>")
+    if report.kind == "held":
+        parts.append("<p>" + "<br>".join(e(line) for line in _held_lines(report)) + "</p>")
     for o in report.outcomes:
         parts.append(f"<h3>To {e(_destination(o))}: {e(_outcome_word(o))}</h3>")
         rows = "".join(

@@ -15,7 +15,7 @@ Touches: eFax over HTTPS with httpx; nothing else.
   except after a 401: backoff belongs to the caller.
 - POST /faxes streams its body (``body.py``); eFax has no idempotency key, so a
   submission whose fate is unknown raises ``EfaxOutcomeUnknown``: reconcile with
-  ``find_sent(client_reference_id=...)`` before sending again.
+  ``sent_candidates(client_reference_id=...)`` before sending again.
 - ``calls`` counts requests by route ("POST /tokens", "GET /faxes/{id}/metadata");
   ``on_call``, when set, is called once per request with (route, status code or
   error name, seconds) so the gateway's metrics can time every call.
@@ -31,6 +31,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
@@ -187,18 +188,35 @@ class EfaxClient:
             sending_fax=True,
         )
 
-    async def find_sent(self, *, user_id: str, client_reference_id: str) -> list[FaxSummary]:
-        """Sent faxes whose client_reference_id is exactly this one (all pages)."""
+    async def sent_candidates(
+        self, *, user_id: str, client_reference_id: str, since: float, max_pages: int = 10
+    ) -> list[FaxSummary]:
+        """Sent faxes that may be the one sent with ``client_reference_id`` at about ``since``.
+
+        Nothing about the sent list is trusted alone (efax-api.md 4): ``search_text`` may
+        search the client data, or be ignored, or match nothing; items may or may not carry
+        the client reference; faxes in progress may or may not be listed. So three reads,
+        each fax once in the answer: the search for the reference; the list unfiltered, at
+        most ``max_pages`` pages (in-progress faxes, where listed); and the faxes completed
+        since ``since`` (finished faxes past those pages). The caller decides what matches
+        (``gateway.core.reconcile``).
+        """
         if not client_reference_id:
             raise ValueError("client_reference_id must not be empty")
-        found = await self._all_pages(
-            "GET /faxes/sent",
-            "/faxes/sent",
-            user_id=user_id,
-            params={"search_text": client_reference_id},
-            page_size=MAX_PAGE_SIZE,
+        after = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
+        reads: tuple[tuple[dict[str, str], int | None], ...] = (
+            ({"search_text": client_reference_id}, None),
+            ({}, max_pages),
+            ({"min_completed_timestamp": after}, None),
         )
-        return [fax for fax in found if fax.client_reference_id == client_reference_id]
+        found: dict[str, FaxSummary] = {}
+        for params, pages in reads:
+            listed = await self._all_pages(
+                "GET /faxes/sent", "/faxes/sent", user_id=user_id, params=params, page_size=MAX_PAGE_SIZE
+            )
+            for fax in listed[: pages * MAX_PAGE_SIZE] if pages else listed:
+                found.setdefault(fax.fax_id, fax)
+        return list(found.values())
 
     async def transmission_details(self, *, user_id: str, fax_id: str) -> FaxStatus:
         """Live state of a sent fax (plural path; the singular one if that 404s)."""
@@ -484,7 +502,8 @@ class EfaxClient:
             if sending_fax:
                 raise EfaxOutcomeUnknown(
                     f"eFax accepted the fax ({response.status_code}) but its reply could not "
-                    f"be read ({err}). Look it up with find_sent before sending it again."
+                    f"be read ({err}). Look for it in the sent list (sent_candidates) before "
+                    "sending it again."
                 ) from err
             raise EfaxTransientError(f"eFax's reply to {route} could not be read ({err}).") from err
 

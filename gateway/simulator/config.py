@@ -19,6 +19,7 @@ from types import MappingProxyType
 COMPLETE_SPELLINGS = ("COMPLETE", "COMPLETED")
 INPROGRESS_SPELLINGS = ("INPROGRESS", "IN PROGRESS")
 TIMESTAMP_STYLES = ("z", "offset", "compact")
+SEARCH_MODES = ("metadata", "ignored", "nothing")
 MAX_BODY_BYTES = 100 * 1024 * 1024  # eFax: 100 MB total, base64 included
 
 
@@ -44,6 +45,14 @@ class SimulatorConfig:
     image_marks_downloaded: bool = False
     # List replies carry first_record / last_record (1-based; 0 on an empty page).
     list_page_info: bool = False
+    # What ``search_text`` does on the lists (UNCONFIRMED, efax-api.md 4.1): "metadata"
+    # searches every metadata value and the client data; "ignored" lists as if it were
+    # absent; "nothing" matches no fax at all.
+    search_mode: str = "metadata"
+    # List items carry ``client_tracking_data`` (the client reference) (UNCONFIRMED).
+    list_client_data: bool = True
+    # Sent faxes still in progress are listed; False: only finished ones (UNCONFIRMED).
+    list_in_progress: bool = True
     # HTTP status of a successful POST /faxes (eFax: 201; one clone says 200).
     create_status: int = 201
     # Seconds between a 202 cancel and the CANCELED state (a fax may finish first).
@@ -95,6 +104,8 @@ def check(config: SimulatorConfig) -> list[str]:
         problems.append(f"status_complete_spelling must be one of {COMPLETE_SPELLINGS}")
     if config.status_inprogress_spelling not in INPROGRESS_SPELLINGS:
         problems.append(f"status_inprogress_spelling must be one of {INPROGRESS_SPELLINGS}")
+    if config.search_mode not in SEARCH_MODES:
+        problems.append(f"search_mode must be one of {SEARCH_MODES}")
     if config.timestamp_style not in TIMESTAMP_STYLES:
         problems.append(f"timestamp_style must be one of {TIMESTAMP_STYLES}")
     if config.complete_after_s < 0 or config.cancel_delay_s < 0:

@@ -13,6 +13,13 @@ Kinds:
 - ``drop``: close the connection without reading or processing the request.
 - ``drop_after``: process the request fully (a fax IS created), discard the
   reply, then close the connection.
+- ``status_after``: process the request fully (a fax IS created), then answer
+  ``status`` (default 503) with the error shape instead of the real reply.
+- ``slow_after``: process the request at once (a fax IS created), then hold the
+  reply ``delay_s`` seconds (past the client's read timeout: a timeout after creation).
+- ``late``: read the whole request, then wait ``delay_s`` before processing it: an
+  overloaded API whose fax appears only after the client's read timeout (the client
+  has given up by then; the fax is created all the same).
 
 How a connection is dropped: under uvicorn the ASGI ``send`` callable is a
 bound method of uvicorn's per-request cycle, which holds the asyncio transport;
@@ -46,7 +53,9 @@ from gateway.simulator.views import error_response
 if TYPE_CHECKING:
     from gateway.simulator.state import SimulatorState
 
-FaultKind = Literal["status", "rate_limit", "slow", "drop", "drop_after"]
+FaultKind = Literal[
+    "status", "rate_limit", "slow", "drop", "drop_after", "status_after", "slow_after", "late"
+]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 CONTROL_PREFIX = "/_sim"
 _FAULT_KEYS = frozenset({"kind", "method", "path", "count", "status", "retry_after", "plain", "delay_s"})
@@ -233,5 +242,31 @@ class EdgeMiddleware:
             case "drop_after":
                 await self.app(scope, receive, swallowing_send)
                 await drop_connection(send)
+            case "status_after":
+                await self.app(scope, receive, swallowing_send)
+                await fault.response(transaction_id)(scope, receive, recording_send)
+            case "slow_after":
+                held: list[Message] = []
+
+                async def holding_send(message: Message) -> None:
+                    held.append(message)
+
+                await self.app(scope, receive, holding_send)
+                await asyncio.sleep(fault.delay_s)
+                for message in held:
+                    await recording_send(message)
+            case "late":
+                body: list[Message] = []
+                while True:
+                    message = await receive()
+                    body.append(message)
+                    if message["type"] != "http.request" or not message.get("more_body"):
+                        break
+
+                async def replay() -> Message:
+                    return body.pop(0) if body else {"type": "http.disconnect"}
+
+                await asyncio.sleep(fault.delay_s)
+                await self.app(scope, replay, recording_send)  # ignored if the client left
             case _:
                 assert_never(fault.kind)

@@ -129,12 +129,14 @@ def _matches(query: ListQuery, fax: FaxRecord, status: Status) -> bool:
     return query.max_completed is None or (done is not None and done <= query.max_completed)
 
 
-def _text_matches(query: ListQuery, fax: FaxRecord, meta: dict[str, Any]) -> bool:
+def _text_matches(query: ListQuery, fax: FaxRecord, meta: dict[str, Any], search_mode: str) -> bool:
     if query.transmission_status is not None and query.transmission_status != _squash(
         str(meta["transmission_data"]["transmission_status"])
     ):
         return False
-    if query.search_text is not None:
+    if query.search_text is not None and search_mode != "ignored":
+        if search_mode == "nothing":
+            return False
         needle = query.search_text.lower()
         haystack = [*_strings(meta), fax.transaction_id, *_strings(fax.client_data)]
         return any(needle in text.lower() for text in haystack)
@@ -151,12 +153,17 @@ def list_reply(
         status = fax.status_at(now)
         if not _matches(query, fax, status):
             continue
-        if textual and not _text_matches(query, fax, metadata(fax, status, config)):
+        if not config.list_in_progress and status.completed_at is None:
+            continue
+        if textual and not _text_matches(query, fax, metadata(fax, status, config), config.search_mode):
             continue
         selected.append((fax, status))
     page = [
         metadata(fax, status, config) for fax, status in selected[query.offset : query.offset + query.limit]
     ]
+    if not config.list_client_data:
+        for item in page:
+            item.pop("client_tracking_data", None)
     reply: dict[str, Any] = {"faxes": page}
     if config.list_page_info:
         reply["first_record"] = query.offset + 1 if page else 0

@@ -4,11 +4,17 @@ Consumes: ``dispatch`` jobs (one per accepted mail). Produces: one fax id per
 destination, recorded with a ``track`` job each, in the same transaction that closes
 the dispatch job. Touches: eFax (through ``gateway.efax``) and the store.
 
-Never twice: the message is marked ``submitting`` (committed) before the call. If the
-call's outcome is unknown (connection broke after the body went out, a 5xx), the job is
-deferred still marked ``submitting``; the next attempt first looks for the fax with
-``GET /faxes/sent`` by its ``client_reference_id`` (the job id) and records what it
-finds instead of sending again.
+Never twice: the message is marked ``submitting`` (committed, and only while this
+worker holds the job's lease) before the call. A request that never left (connection
+refused, DNS, TLS) is retried. If the outcome is unknown (the body went out, then a
+timeout, a reset or a 5xx), the job is deferred still marked ``submitting`` and is never
+sent again on its own: the dispatcher looks for the fax in eFax's sent list
+(``gateway.core.reconcile``: by its reference, else by number, pages and time, around
+the attempt) every ``dispatch.reconcile_every_s`` for ``dispatch.reconcile_window_s``
+(15 min; eFax may list a fax late, or only once finished). Found: recorded and tracked.
+Not found: the job is **held** (queue state ``held``), the sender gets one report
+(``<job id>:held``) saying eFax did not confirm it and it was not resent, and an
+administrator decides with ``fax-gateway queue retry``.
 
 Failures: transient errors (network, 5xx, 429) are retried with exponential backoff and
 jitter (``dispatch.backoff_*``) until ``dispatch.lifetime_s``; permanent ones (4xx,
@@ -24,6 +30,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from gateway.audit import Audit
+from gateway.core import reconcile
+from gateway.core.reconcile import CLOCK_SKEW_S
 from gateway.core.retry import RetryPolicy
 from gateway.efax.client import EfaxClient
 from gateway.efax.errors import (
@@ -32,13 +40,20 @@ from gateway.efax.errors import (
     EfaxPermanentError,
     EfaxTransientError,
 )
-from gateway.efax.models import Destination, DocumentSource, FaxOptions
+from gateway.efax.models import Destination, DocumentSource, FaxOptions, FaxSummary
 from gateway.logs import event
 from gateway.settings import Mailbox
 from gateway.store.base import Job, JobKind, JobState, NewJob, Store, StoredMessage, StoreError
 from gateway.workers.base import Worker
 
 log = logging.getLogger(__name__)
+
+
+def _listed(fax: FaxSummary) -> reconcile.Listed:
+    completed = fax.completed_at.timestamp() if fax.completed_at is not None else None
+    return reconcile.Listed(
+        fax.fax_id, fax.destination_fax_number, fax.pages, completed, fax.client_reference_id
+    )
 
 
 def fax_options(message: StoredMessage, mailbox: Mailbox | None) -> FaxOptions:
@@ -74,9 +89,13 @@ class Dispatcher(Worker):
         policy: RetryPolicy,
         rng: random.Random | None = None,
         audit: Audit | None = None,
+        reconcile_window_s: float = 900.0,
+        reconcile_every_s: float = 60.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(store, **kwargs)
+        self.reconcile_window_s = reconcile_window_s
+        self.reconcile_every_s = reconcile_every_s
         self.audit = audit
         self.efax = efax
         self.mailboxes = {m.user_id: m for m in mailboxes}
@@ -96,17 +115,15 @@ class Dispatcher(Worker):
             await self._fail(job, f"eFax could not be reached in time: {job.last_error or 'no reply'}")
             return
         if message.submit_state == "submitting":
-            # An earlier attempt's outcome is unknown: look before sending again. If even
-            # the look fails, stay "submitting" and try later; never send blind.
+            # An earlier attempt's outcome is unknown: look for it, never send blind. If
+            # even the look fails, stay "submitting" and look again later.
             try:
-                if await self._reconcile(job, message):
-                    return
+                await self._reconcile(job, message)
             except EfaxTransientError as err:
                 await self._retry(job, err, reason="could not check whether eFax already has it")
-                return
             except EfaxPermanentError as err:
                 await self._fail(job, f"could not check whether eFax already has it: {err}")
-                return
+            return
         if not await self.store.mark_submitting(job, owner=self.owner, now=now):
             # Our lease ran out (this process was silent too long) and another worker may
             # have the job: it goes through the unknown-outcome path, never a blind resend.
@@ -148,15 +165,75 @@ class Dispatcher(Worker):
     def _opener(self, document_id: int) -> Callable[[], AsyncIterator[bytes]]:
         return lambda: self.store.document_chunks(document_id)
 
-    async def _reconcile(self, job: Job, message: StoredMessage) -> bool:
-        """After an unknown outcome: did eFax create the faxes? Record them if so."""
-        found = await self.efax.find_sent(user_id=message.mailbox_user_id, client_reference_id=message.id)
-        if not found:
-            log.info("earlier attempt did not reach eFax; sending", extra=event("reconciled", job=job.ref))
-            return False
-        pairs = [(f.fax_id, f.destination_fax_number or "") for f in found]
-        await self._record(job, pairs, "found after an unknown outcome", message)
-        return True
+    async def _reconcile(self, job: Job, message: StoredMessage) -> None:
+        """After an unknown outcome: did eFax create the faxes? Record them if so; else
+        look again until ``reconcile_window_s`` after the attempt, then hold the job."""
+        now = self.clock()
+        attempt_at = await self._attempt_at(message)
+        listed = await self.efax.sent_candidates(
+            user_id=message.mailbox_user_id, client_reference_id=message.id, since=attempt_at - CLOCK_SKEW_S
+        )
+        known = {f.fax_id for f in listed if await self.store.fax(f.fax_id) is not None}
+        found = reconcile.match(
+            [_listed(f) for f in listed],
+            reference=message.id,
+            destinations=[r.number for r in message.recipients],
+            pages=sum(d.pages for d in message.documents) or message.options.pages,
+            attempt_at=attempt_at,
+            known=known,
+        )
+        if found.complete:
+            how = "by its reference" if found.how == "reference" else "by number, pages and time"
+            await self._record(
+                job, list(found.found), f"found at eFax after an unknown outcome, {how}", message
+            )
+            return
+        waited = now - attempt_at
+        if waited < self.reconcile_window_s:
+            await self.store.defer(
+                job,
+                owner=self.owner,
+                now=now,
+                run_after=now + min(self.reconcile_every_s, self.reconcile_window_s - waited) + 0.01,
+                error="outcome unknown; eFax does not list the fax yet (looking again, not resending)",
+            )
+            log.info(
+                "fax not found at eFax yet; looking again",
+                extra=event("reconciling", job=job.ref, waited_s=round(waited)),
+            )
+            return
+        await self._hold(job, message, found)
+
+    async def _attempt_at(self, message: StoredMessage) -> float:
+        """When the attempt of unknown outcome started (its "submitting" event)."""
+        marks = [
+            e.at for e in await self.store.events(message.id) if e.action == "submitting" and e.fax_id is None
+        ]
+        return max(marks, default=message.received_at)
+
+    async def _hold(self, job: Job, message: StoredMessage, found: reconcile.Match) -> None:
+        """Not found after the window: hold the job and tell the sender once; no resend."""
+        minutes = self.reconcile_window_s / 60
+        reason = (
+            f"eFax did not confirm receiving the fax and it was not in eFax's sent list within "
+            f"{minutes:.0f} min; not sent again, to avoid a duplicate"
+        )
+        if found.how == "ambiguous":
+            reason += " (eFax lists more than one fax that could be it)"
+        follow = [NewJob(JobKind.REPORT, f"{job.ref}:held", {"reason": reason})]
+        held = await self.store.finish_and_enqueue(
+            job, owner=self.owner, now=self.clock(), state=JobState.HELD, error=reason, enqueue=follow
+        )
+        if not held:
+            return
+        await self.store.add_event("held", now=self.clock(), message_id=job.ref, detail=reason)
+        if self.audit is not None:
+            self.audit.held(message, reason=reason)
+        log.warning(
+            "fax held: eFax did not confirm it; an administrator decides (fax-gateway queue retry %s)",
+            job.ref,
+            extra=event("held", job=job.ref),
+        )
 
     async def _record(
         self, job: Job, pairs: list[tuple[str, str]], how: str, message: StoredMessage | None = None

@@ -3,7 +3,8 @@
 Consumes: ``report`` jobs. Ref ``<job id>``: every fax of the mail is final (written by
 the tracker with the last one); ``<job id>:unconfirmed``: a fax is still not final after
 ``tracking.unconfirmed_after_s``; ``<job id>:not-sent``: the dispatcher gave up (payload
-``reason``). Produces: one mail per job, worded by ``gateway.core.notices``, sent through
+``reason``); ``<job id>:held``: a send of unknown outcome not found at eFax, held.
+Produces: one mail per job, worded by ``gateway.core.notices``, sent through
 the relay or written to the Maildir (``gateway.mail``), and a ``report sent`` event.
 
 - Envelope sender ``<>``, ``Auto-Submitted: auto-replied``, threaded under the
@@ -38,7 +39,13 @@ from gateway.workers.base import Worker
 
 log = logging.getLogger(__name__)
 
-UNCONFIRMED, NOT_SENT = "unconfirmed", "not-sent"
+UNCONFIRMED, NOT_SENT, HELD = "unconfirmed", "not-sent", "held"
+VARIANTS: dict[str, notices.ReportKind] = {
+    "": "final",
+    UNCONFIRMED: "unconfirmed",
+    NOT_SENT: "not_sent",
+    HELD: "held",
+}
 
 
 def build_report(
@@ -78,7 +85,7 @@ def build_report(
                 retrying=bool(d.get("retrying")),
             )
         )
-    if kind == "not_sent":  # nothing reached eFax
+    if kind in ("not_sent", "held"):  # nothing eFax confirmed
         outcomes = []
     options = message.options
     tracking = settings.tracking
@@ -132,9 +139,7 @@ class Reporter(Worker):
             await self._close(job, JobState.FAILED, "the mail is no longer in the store", None)
             return
         faxes = await self.store.faxes(message.id)
-        kind: notices.ReportKind = (
-            "unconfirmed" if variant == UNCONFIRMED else "not_sent" if variant == NOT_SENT else "final"
-        )
+        kind = VARIANTS.get(variant, "final")
         unfinished = [f for f in faxes if not is_final(f.status)]
         if kind == "final" and (unfinished or not faxes):
             # Only the tracker's last write enqueues this; be safe if anything else did.

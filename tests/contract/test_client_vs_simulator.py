@@ -27,7 +27,7 @@ from gateway.efax.errors import (
     EfaxPermanentError,
     EfaxTransientError,
 )
-from gateway.efax.models import Destination, DocumentSource, FaxOptions, FaxState
+from gateway.efax.models import Destination, DocumentSource, FaxOptions, FaxState, FaxSummary
 from gateway.simulator.server import start_simulator
 from gateway.simulator.state import SimulatorConfig
 
@@ -131,9 +131,15 @@ async def test_send_then_delivered(sim: Sim, client: EfaxClient) -> None:
         assert summary.state is FaxState.DELIVERED
         assert summary.direction == "OUTBOUND"
         assert summary.client_reference_id == "job-1"
-    found = await client.find_sent(user_id=USER, client_reference_id="job-1")
+    found = await ours(client, "job-1")
     assert {fax.fax_id for fax in found} == {first.fax_id, second.fax_id}
     assert client.calls["POST /tokens"] == 1
+
+
+async def ours(client: EfaxClient, reference: str) -> list[FaxSummary]:
+    """The sent faxes that carry this client reference."""
+    listed = await client.sent_candidates(user_id=USER, client_reference_id=reference, since=0)
+    return [fax for fax in listed if fax.client_reference_id == reference]
 
 
 async def test_busy_number_fails_with_e41(sim: Sim, client: EfaxClient) -> None:
@@ -152,7 +158,7 @@ async def test_lost_reply_is_outcome_unknown_and_reconciled(sim: Sim, client: Ef
     await sim.fault(kind="drop_after", method="POST", path="/faxes", count=1)
     with pytest.raises(EfaxOutcomeUnknown):
         await send(client, ref="job-lost")
-    found = await client.find_sent(user_id=USER, client_reference_id="job-lost")
+    found = await ours(client, "job-lost")
     assert len(found) == 1
     faxes = await sim.get("/_sim/faxes", direction="OUTBOUND")
     assert [f["fax_id"] for f in faxes if f["client_reference_id"] == "job-lost"] == [found[0].fax_id]
@@ -165,7 +171,7 @@ async def test_dropped_before_processing_is_still_unknown_but_nothing_exists(
     await sim.fault(kind="drop", method="POST", path="/faxes", count=1)
     with pytest.raises(EfaxOutcomeUnknown):
         await send(client, ref="job-dropped")
-    assert await client.find_sent(user_id=USER, client_reference_id="job-dropped") == []
+    assert await ours(client, "job-dropped") == []
 
 
 async def test_server_error_on_send_is_unknown_and_on_reads_transient(sim: Sim, client: EfaxClient) -> None:
@@ -187,9 +193,9 @@ async def test_rate_limited_with_retry_after(sim: Sim, client: EfaxClient, plain
         await send(client, ref="job-429")
     assert not isinstance(caught.value, EfaxOutcomeUnknown)
     assert caught.value.retry_after == 7.0
-    assert await client.find_sent(user_id=USER, client_reference_id="job-429") == []
+    assert await ours(client, "job-429") == []
     await send(client, ref="job-429")
-    assert len(await client.find_sent(user_id=USER, client_reference_id="job-429")) == 1
+    assert len(await ours(client, "job-429")) == 1
 
 
 async def test_expired_token_is_renewed_once(sim: Sim, client: EfaxClient) -> None:
@@ -315,7 +321,7 @@ async def test_read_timeout_on_send_is_unknown_and_on_reads_transient(sim: Sim) 
             await send(efax, ref="job-slow")
         await sim.fault(kind="slow", delay_s=1.0, method="GET", path="/faxes/sent", count=1)
         with pytest.raises(EfaxTransientError) as caught:
-            await efax.find_sent(user_id=USER, client_reference_id="job-slow")
+            await efax.sent_candidates(user_id=USER, client_reference_id="job-slow", since=0)
         assert not isinstance(caught.value, EfaxOutcomeUnknown)
 
 

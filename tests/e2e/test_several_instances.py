@@ -174,8 +174,7 @@ async def test_a_postgresql_outage_and_restart_under_load_lose_nothing(
 ) -> None:
     gw = GatewayProcess(config(tmp_path, "a", simulator.base_url, pg_url), cwd=tmp_path).start()
     try:
-        match = re.search(r"HTTP listening on (http://\S+)", gw.output())
-        assert match is not None
+        match = await wait_until(lambda: re.search(r"HTTP listening on (http://\S+)", gw.output()))
         readyz = match.group(1) + "/readyz"
         answered = [
             job for job in await asyncio.gather(*(asyncio.to_thread(send, gw.smtp_port, n) for n in range(4)))

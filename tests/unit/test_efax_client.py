@@ -496,24 +496,23 @@ async def test_list_tolerates_bare_arrays_and_skips_unusable_items() -> None:
     assert [fax.fax_id for fax in page] == [FAX_ID]
 
 
-async def test_find_sent_keeps_exact_reference_matches_across_pages() -> None:
+async def test_sent_candidates_reads_the_search_the_list_and_the_finished_faxes_each_fax_once() -> None:
     ids = fax_ids(150)
-    refs = ["job-17" if n % 50 == 0 else "job-170" for n in range(150)]
 
     def answer(request: httpx.Request) -> httpx.Response:
         offset = int(request.headers["pagination-offset"])
         limit = int(request.headers["pagination-limit"])
-        items = [
-            {"fax_id": i, "client_tracking_data": {"client_reference_id": r}}
-            for i, r in list(zip(ids, refs, strict=True))[offset : offset + limit]
-        ]
+        items = [{"fax_id": i} for i in ids[offset : offset + limit]]  # search ignored, no client data
         return httpx.Response(200, json={"faxes": items})
 
     fake = FakeEfax({"GET /faxes/sent": answer})
     async with client_for(fake) as client:
-        found = await client.find_sent(user_id=USER, client_reference_id="job-17")
-    assert [fax.fax_id for fax in found] == [ids[0], ids[50], ids[100]]
-    assert {r.url.params["search_text"] for r in fake.calls_to("/faxes/sent")} == {"job-17"}
+        found = await client.sent_candidates(user_id=USER, client_reference_id="job-17", since=1_700_000_000)
+    assert [fax.fax_id for fax in found] == ids  # each once, in eFax's order
+    params = [dict(r.url.params) for r in fake.calls_to("/faxes/sent")]
+    assert {"search_text": "job-17"} in params
+    assert {} in params
+    assert {"min_completed_timestamp": "2023-11-14T22:13:20+00:00"} in params
 
 
 # -- counters and logs -----------------------------------------------------------
