@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+from importlib import resources
 from typing import ClassVar, Literal
 
 _QMARK = re.compile(r"\?")
@@ -22,6 +23,16 @@ def many_rows(insert: str, rows: int) -> str:
     head, values, rest = insert.partition("VALUES (")
     group, tail = rest.split(")", 1)
     return head + values[:-1] + ", ".join([f"({group})"] * rows) + tail
+
+
+def numbered_scripts(package: str) -> list[tuple[int, str]]:
+    """A backend's migrations (``NNNN_name.sql`` in ``package``), in order."""
+    found = []
+    for item in resources.files(package).iterdir():
+        name = item.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), item.read_text(encoding="utf-8")))
+    return sorted(found)
 
 
 def in_list(count: int, mark: str) -> str:
@@ -37,6 +48,7 @@ class Queries:
     def __init__(self) -> None:
         for name in ("SENDER_USAGE", "MAILBOX_USAGE"):
             setattr(self, name, getattr(self, name).replace("{minute}", self.MINUTE))
+        self.CLAIM_JOB = self.CLAIM_JOB.replace("{skip_locked}", self.SKIP_LOCKED)
         if self.paramstyle == "format":  # psycopg: %s, and a literal % doubled
             for name in dir(self):
                 if name.isupper():
@@ -76,9 +88,11 @@ class Queries:
                     AND ((state IN ('queued', 'deferred') AND run_after <= ?)
                          OR (state = 'active' AND lease_until < ?))
                   ORDER BY run_after, id
-                  LIMIT 1)
+                  LIMIT 1 {skip_locked})
     RETURNING id, kind, ref, state, payload, attempts, run_after, created_at, last_error, lease_owner
     """
+    # Where several processes claim at once: jobs another has locked are passed over.
+    SKIP_LOCKED = ""
     # The heartbeat: a job in a worker's hands, its lease not yet run out, runs on.
     RENEW_LEASE = """
     UPDATE jobs SET lease_until = ? WHERE id = ? AND lease_owner = ? AND state = 'active' AND lease_until >= ?

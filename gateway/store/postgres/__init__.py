@@ -25,7 +25,6 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,7 +32,7 @@ import psycopg
 import psycopg_pool
 
 from gateway.logs import event
-from gateway.store.queries import Queries
+from gateway.store.queries import Queries, numbered_scripts
 
 log = logging.getLogger("gateway.store")
 
@@ -45,18 +44,7 @@ _POOL_TIMEOUT_S = 3.0
 
 class PostgresQueries(Queries):
     paramstyle = "format"
-    CLAIM_JOB = """
-    UPDATE jobs
-       SET state = 'active', lease_owner = ?, lease_until = ?, attempts = attempts + 1, updated_at = ?
-     WHERE id = (SELECT id FROM jobs
-                  WHERE kind = ?
-                    AND ((state IN ('queued', 'deferred') AND run_after <= ?)
-                         OR (state = 'active' AND lease_until < ?))
-                  ORDER BY run_after, id
-                  LIMIT 1
-                  FOR UPDATE SKIP LOCKED)
-    RETURNING id, kind, ref, state, payload, attempts, run_after, created_at, last_error, lease_owner
-    """
+    SKIP_LOCKED = "FOR UPDATE SKIP LOCKED"
     RELEASE_JOBS = """
     UPDATE jobs SET state = 'queued', attempts = GREATEST(attempts - 1, 0), lease_owner = NULL,
                     lease_until = NULL, updated_at = ?
@@ -74,12 +62,8 @@ class PostgresQueries(Queries):
 
 
 def migration_scripts() -> list[tuple[int, str]]:
-    found = []
-    for item in resources.files("gateway.store.postgres.migrations").iterdir():
-        name = item.name
-        if name.endswith(".sql") and name[:4].isdigit():
-            found.append((int(name[:4]), item.read_text(encoding="utf-8")))
-    return sorted(found)
+    """The numbered scripts, in order."""
+    return numbered_scripts("gateway.store.postgres.migrations")
 
 
 def schema_version(conn: psycopg.Connection[Any]) -> int:

@@ -15,12 +15,11 @@ import contextlib
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from gateway.store.base import StoreError
-from gateway.store.queries import Queries
+from gateway.store.queries import Queries, numbered_scripts
 
 _CHUNK = 1 << 20
 _IN_PLACE = 1 << 20  # bigger raw mails and documents are written a chunk at a time
@@ -35,12 +34,7 @@ class SQLiteQueries(Queries):
 
 def migration_scripts() -> list[tuple[int, str]]:
     """The numbered scripts, in order."""
-    found = []
-    for item in resources.files("gateway.store.sqlite.migrations").iterdir():
-        name = item.name
-        if name.endswith(".sql") and name[:4].isdigit():
-            found.append((int(name[:4]), item.read_text(encoding="utf-8")))
-    return sorted(found)
+    return numbered_scripts("gateway.store.sqlite.migrations")
 
 
 def connect(path: Path) -> sqlite3.Connection:
