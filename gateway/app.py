@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.audit import Audit
-from gateway.core.documents import ExtractionLimits, find_office_converter
+from gateway.convert.office import find_office_converter
+from gateway.core.documents import ExtractionLimits
 from gateway.core.retry import RetryPolicy
 from gateway.efax.client import EfaxClient
 from gateway.logs import event

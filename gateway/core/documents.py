@@ -13,8 +13,8 @@ What becomes pages (the MIME rules are in mimetree):
   * PDF: checked with pypdf (pdfs); encrypted or damaged PDFs are refused;
   * TIFF, JPEG, PNG, GIF, BMP, WebP: converted to PDF (images);
   * text and HTML files: TXT documents (HTML as its visible text);
-  * DOC/DOCX/XLS/XLSX/PPT/PPTX/ODT/ODS/ODP/RTF: LibreOffice when
-    ``office_converter`` is set (office), else refused;
+  * DOC/DOCX/XLS/XLSX/PPT/PPTX/ODT/ODS/ODP/RTF: the ``office_converter`` when one is
+    given (LibreOffice, ``gateway.convert.office``), else refused (office);
   * winmail.dat: unpacked (tnef), its files treated like any other;
   * an attached mail: its text as a TXT document, then its attachments;
   * zip, programs, calendar invitations, ...: left out (``LeftOut``); a mail whose
@@ -64,7 +64,7 @@ from gateway.core.mimetree import (
     header_text,
     walk_message,
 )
-from gateway.core.office import find_office_converter, office_to_pdf
+from gateway.core.office import OfficeConverter, office_to_pdf
 from gateway.core.partial import partial_key, reassemble_partials
 from gateway.core.pdfs import count_pdf_pages
 from gateway.core.tnef import TnefError, unpack_tnef
@@ -83,7 +83,6 @@ __all__ = [
     "TooManyDocuments",
     "TooManyPages",
     "extract_documents",
-    "find_office_converter",
     "parse_message",
     "partial_key",
     "reassemble_partials",
@@ -152,7 +151,8 @@ class ExtractionLimits:
     max_image_pixels: int = 60_000_000  # per image frame; decompression bombs are refused
     max_tiff_frames: int = 500  # frames per TIFF
     conversion_timeout_s: float = 60.0  # per image or office conversion
-    office_converter: str | None = None  # path to soffice; None: office files are refused
+    # LibreOffice (gateway.convert.office) or any OfficeConverter; None: office files are refused
+    office_converter: OfficeConverter | None = None
     # True: raise NeedsConversion instead of converting an image, office file or winmail.dat,
     # so that a caller on the event loop can do the quick cases there and hand the rest on.
     quick_only: bool = False

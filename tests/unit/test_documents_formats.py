@@ -19,12 +19,9 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
+from gateway.convert.office import MEMORY_LIMIT_BYTES, LibreOffice, find_office_converter
 from gateway.core import filetypes
-from gateway.core.documents import (
-    DocumentRefused,
-    NothingToFax,
-    find_office_converter,
-)
+from gateway.core.documents import DocumentRefused, NothingToFax
 from gateway.core.tnef import TnefError, unpack_tnef
 from tests import corpus
 from tests.unit.extracting import extract, summary
@@ -170,6 +167,11 @@ def _script(path: Path, body: str) -> str:
     return str(path)
 
 
+def _converter(path: Path, body: str) -> LibreOffice:
+    """The LibreOffice adapter running a stand-in ``soffice`` script."""
+    return LibreOffice(_script(path, body))
+
+
 def _docx() -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as archive:
@@ -181,7 +183,7 @@ def _docx() -> bytes:
 def test_office_documents_go_through_the_converter_command(tmp_path: Path) -> None:
     pdf = tmp_path / "made.pdf"
     pdf.write_bytes(corpus.make_pdf(4, "converted"))
-    converter = _script(
+    converter = _converter(
         tmp_path / "soffice",
         f"""
 import sys, shutil, pathlib
@@ -200,11 +202,9 @@ shutil.copy({str(pdf)!r}, outdir / (source.stem + ".pdf"))
 
 @pytest.mark.skipif(shutil.which("prlimit") is None, reason="util-linux's prlimit is not installed")
 def test_the_converter_runs_with_its_address_space_capped(tmp_path: Path) -> None:
-    from gateway.core.office import MEMORY_LIMIT_BYTES
-
     pdf = tmp_path / "made.pdf"
     pdf.write_bytes(corpus.make_pdf(1, "converted"))
-    converter = _script(
+    converter = _converter(
         tmp_path / "soffice",
         f"""
 import resource, shutil, sys, pathlib
@@ -221,7 +221,7 @@ shutil.copy({str(pdf)!r}, outdir / (pathlib.Path(args[-1]).stem + ".pdf"))
 
 def test_a_converter_that_hangs_is_killed_at_the_time_limit(tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
-    converter = _script(
+    converter = _converter(
         tmp_path / "soffice",
         f"""
 import subprocess, time, pathlib
@@ -258,7 +258,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_converter_that_makes_nothing_is_a_refusal(tmp_path: Path) -> None:
-    converter = _script(tmp_path / "soffice", "import sys; sys.exit(1)\n")
+    converter = _converter(tmp_path / "soffice", "import sys; sys.exit(1)\n")
     with pytest.raises(DocumentRefused, match=re.escape('"Brief.docx" could not be converted to PDF')):
         extract(with_attachment(_docx(), "Brief.docx"), office_converter=converter)
 
@@ -267,7 +267,7 @@ def test_find_office_converter_looks_on_the_path(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("PATH", str(tmp_path))
     assert find_office_converter() is None
     soffice = _script(tmp_path / "soffice", "pass\n")
-    assert find_office_converter() == soffice
+    assert find_office_converter() == LibreOffice(soffice)
 
 
 @pytest.mark.skipif(find_office_converter() is None, reason="LibreOffice is not installed")
