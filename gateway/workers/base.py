@@ -24,9 +24,9 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from gateway.logs import event
-from gateway.smtp.ingress import Ingress
 from gateway.store.base import Job, JobKind, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,13 @@ _OUTAGE_PAUSE_MAX_S = 30.0
 def worker_owner(name: str) -> str:
     """A lease owner unique to this process and worker."""
     return f"{socket.gethostname()}:{os.getpid()}:{name}"
+
+
+class Quiet(Protocol):
+    """What a worker may wait on before it takes a job: ``quiet()`` returns once fewer
+    mails are coming in (the SMTP side's counter, handed over by the application)."""
+
+    async def quiet(self) -> None: ...
 
 
 class Wakeable:
@@ -63,8 +70,8 @@ class Wakeable:
 class Worker(Wakeable):
     kind: JobKind
     # Set by the application on all but the first worker of a kind: wait while mail is
-    # pouring in (``gateway.smtp.ingress``) before taking the next job.
-    defer_to: Ingress | None = None
+    # pouring in (the SMTP handler's ``ingress``) before taking the next job.
+    defer_to: Quiet | None = None
 
     def __init__(
         self,
