@@ -6,12 +6,9 @@ Exit 0 when everything answers, 2 when the configuration or credentials are wron
 
 from __future__ import annotations
 
-import ssl
-
-import aiosmtplib
-
 from gateway.efax.client import EfaxClient
 from gateway.efax.errors import EfaxAuthError, EfaxError
+from gateway.mail.relay import MailError, RelayLoginRefused, RelaySender
 from gateway.settings import Settings
 from gateway.smtp.tls import describe as describe_smtp
 from gateway.store import check_database
@@ -68,25 +65,15 @@ async def _check_efax(settings: Settings) -> int:
 
 
 async def _check_relay(settings: Settings) -> int:
+    """Connect as delivery does (``RelaySender.probe``: its TLS context, STARTTLS, AUTH)."""
     r = settings.relay
-    client = aiosmtplib.SMTP(
-        hostname=r.host,
-        port=r.port,
-        timeout=r.timeout_s,
-        use_tls=r.tls == "implicit",
-        start_tls=r.tls == "starttls",
-        tls_context=ssl.create_default_context(),
-    )
     try:
-        await client.connect()
-        if r.username:
-            await client.login(r.username, r.password.get_secret_value())
-        await client.quit()
-    except aiosmtplib.SMTPAuthenticationError:
-        print(f"relay: {r.host}:{r.port} refused the username {r.username} and its password")
+        await RelaySender(r).probe()
+    except RelayLoginRefused as err:
+        print(f"relay: {err}")
         return 2
-    except (aiosmtplib.SMTPException, OSError) as err:
-        print(f"relay: cannot use {r.host}:{r.port}: {type(err).__name__}: {err}")
+    except MailError as err:
+        print(f"relay: {err}")
         return 1
     print(f"relay: {r.host}:{r.port} accepted the connection" + (" and login" if r.username else ""))
     return 0

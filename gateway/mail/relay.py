@@ -16,10 +16,13 @@ and TLS handshake and a login each. A kept connection is checked with NOOP befor
 next mail; one that fails it, or any transaction that failed, is closed, never reused.
 
 ``deliver`` raises ``MailTransient`` (relay unreachable, TLS or login trouble, a 4xx:
-try later) or ``MailPermanent`` (a 5xx to MAIL, RCPT or DATA: this message will never
-be taken). Failures of the relay itself (greeting, TLS, AUTH) are transient even when
-answered with 5xx: they say nothing about the message, and fixing the relay or the
-settings lets it through. The relay password never appears in an error.
+try later; ``RelayLoginRefused`` when AUTH is refused) or ``MailPermanent`` (a 5xx to
+MAIL, RCPT or DATA: this message will never be taken). ``probe`` (``fax-gateway check``)
+connects exactly as ``deliver`` does (same client, TLS context, STARTTLS and AUTH), then
+says QUIT; it raises ``RelayLoginRefused`` or ``MailTransient``, sending nothing.
+Failures of the relay itself (greeting, TLS, AUTH) are transient even when answered with
+5xx: they say nothing about the message, and fixing the relay or the settings lets it
+through. The relay password never appears in an error.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ class MailError(Exception):
 
 class MailTransient(MailError):
     pass
+
+
+class RelayLoginRefused(MailTransient):
+    """The relay refused the gateway's AUTH: relay.username or relay.password is wrong."""
 
 
 class MailPermanent(MailError):
@@ -113,7 +120,7 @@ class RelaySender:
                 raise MailPermanent(f"{where} refused every recipient: {replies}", refused=refused) from err
             raise MailTransient(f"{where} deferred the recipients: {replies}") from err
         except aiosmtplib.SMTPAuthenticationError as err:
-            raise MailTransient(
+            raise RelayLoginRefused(
                 f"{where} refused the gateway's login ({err.code}); check relay.username and relay.password"
             ) from err
         except _RELAY_LEVEL as err:
@@ -131,6 +138,26 @@ class RelaySender:
         if refused:
             replies = "; ".join(sorted(set(refused.values())))
             raise MailPermanent(f"{where} refused some recipients: {replies}", refused=refused)
+
+    async def probe(self) -> None:
+        """Connect, do STARTTLS and AUTH as ``deliver`` would, and QUIT; nothing is sent.
+
+        Raises ``RelayLoginRefused`` when the login is refused, ``MailTransient`` for
+        anything else; each with a sentence that names the relay, never the password.
+        """
+        s = self.settings
+        client = self._client()
+        try:
+            await client.connect()  # with STARTTLS and AUTH as configured
+            await client.quit()
+        except aiosmtplib.SMTPAuthenticationError as err:
+            raise RelayLoginRefused(
+                f"{s.host}:{s.port} refused the username {s.username} and its password"
+            ) from err
+        except (aiosmtplib.SMTPException, OSError) as err:
+            raise MailTransient(f"cannot use {s.host}:{s.port}: {type(err).__name__}: {err}") from err
+        finally:
+            client.close()
 
     async def aclose(self) -> None:
         """Say QUIT on every kept connection."""

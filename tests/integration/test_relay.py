@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from pydantic import SecretStr
 
-from gateway.mail.relay import MailPermanent, MailTransient, RelaySender
+from gateway.mail.relay import MailPermanent, MailTransient, RelayLoginRefused, RelaySender
 from gateway.settings import RelaySettings
 from tests.sink import SmtpSink
 
@@ -187,3 +188,22 @@ async def test_a_refused_login_is_transient_and_keeps_the_password_secret(
             MESSAGE, sender="", recipients=["alice@example.com"]
         )
     assert "wrong-pw-x" not in str(info.value) and recorder.envelopes == []
+
+
+async def test_the_probe_connects_as_delivery_does_and_sends_nothing(
+    tls_relay: tuple[int, _Recorder], ca: trustme.CA
+) -> None:
+    port, recorder = tls_relay
+    settings = RelaySettings(
+        host="127.0.0.1", port=port, tls="starttls", username="gateway", password=PASSWORD, timeout_s=5
+    )
+    await RelaySender(settings, tls_context=_client_ctx(ca)).probe()  # STARTTLS, AUTH, QUIT
+    assert recorder.envelopes == []
+    # what delivery would refuse, the probe refuses too: here, a certificate it does not trust
+    with pytest.raises(MailTransient, match=r"^cannot use 127\.0\.0\.1:\d+: ") as untrusted:
+        await RelaySender(settings).probe()
+    assert not isinstance(untrusted.value, RelayLoginRefused)
+    wrong = settings.model_copy(update={"password": SecretStr("wrong-pw-x")})
+    with pytest.raises(RelayLoginRefused, match="refused the username gateway and its password") as refused:
+        await RelaySender(wrong, tls_context=_client_ctx(ca)).probe()
+    assert "wrong-pw-x" not in str(refused.value)
