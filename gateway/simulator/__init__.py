@@ -7,4 +7,7 @@ bodies), ``views`` (wire JSON), ``listing`` (sent/received lists), ``documents``
 (page counts, generated PDF/TIFF), ``faults`` (injected faults, request log
 edge), ``webhooks`` (signed notifications), ``app`` (eFax endpoints),
 ``control`` (``/_sim/`` endpoints), ``server`` (uvicorn). See docs/simulator.md.
+
+Imported by tests, benchmarks and ``gateway.app`` (the built-in stand-in when no App ID
+is configured); it never imports ``gateway.efax`` (import-linter contract).
 """
