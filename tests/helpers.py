@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import smtplib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,3 +24,9 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
+
+
+def smtp_error_text(err: smtplib.SMTPResponseException) -> str:
+    """The reply text of an SMTP error (smtplib keeps it as bytes, typeshed says bytes or str)."""
+    text = err.smtp_error
+    return text.decode() if isinstance(text, bytes) else text

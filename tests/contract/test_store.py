@@ -9,6 +9,7 @@ import pytest
 
 from gateway.store import Store
 from gateway.store.base import JobKind, JobState, MessageOptions, NewDocument, NewMessage, Recipient
+from gateway.store.engine import SqlStore
 
 
 def message(n: int, content: bytes = b"%PDF-1.4 test") -> NewMessage:
@@ -52,6 +53,7 @@ async def test_a_failing_item_does_not_take_its_batch_down(store: Store) -> None
 
 
 async def test_concurrent_accepts_share_commits(store: Store) -> None:
+    assert isinstance(store, SqlStore)  # both backends: the commits are the engine's count
     before = store.commits
     await asyncio.gather(*(store.accept_message(message(n)) for n in range(100)))
     assert len(await store.jobs(limit=1000)) == 100
@@ -230,11 +232,22 @@ async def test_poll_bookkeeping(store: Store) -> None:
 
 
 async def test_partial_pieces_complete_only_with_every_number(store: Store) -> None:
-    args = {"sender_key": "a@x", "partial_id": "p1", "now": 1.0, "expire_at": 100.0, "payload": {}}
-    assert await store.add_partial(number=2, total=None, raw=b"two", **args) is None
-    assert await store.add_partial(number=3, total=3, raw=b"three", **args) is None
-    assert await store.add_partial(number=2, total=None, raw=b"two", **args) is None  # a resend
-    assert await store.add_partial(number=1, total=None, raw=b"one", **args) == [b"one", b"two", b"three"]
+    async def add(number: int, total: int | None, raw: bytes) -> list[bytes] | None:
+        return await store.add_partial(
+            sender_key="a@x",
+            partial_id="p1",
+            number=number,
+            total=total,
+            raw=raw,
+            now=1.0,
+            expire_at=100.0,
+            payload={},
+        )
+
+    assert await add(2, None, b"two") is None
+    assert await add(3, 3, b"three") is None
+    assert await add(2, None, b"two") is None  # a resend
+    assert await add(1, None, b"one") == [b"one", b"two", b"three"]
     assert [j.ref for j in await store.jobs(kind=JobKind.PARTIAL)] == ["a@x p1"]  # one expiry job
     await store.drop_partial(sender_key="a@x", partial_id="p1")
     assert await store.partial_pieces(sender_key="a@x", partial_id="p1") == []

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 import pytest
@@ -18,6 +18,7 @@ from gateway.app import Gateway
 from gateway.settings import Settings, load_settings
 from gateway.simulator.config import SimulatorConfig
 from gateway.simulator.server import RunningSimulator, start_simulator
+from tests.helpers import smtp_error_text
 
 ALICE = "alice@example.com"
 ALICE_USER = "11111111-22222222"
@@ -100,7 +101,7 @@ def smtp_transaction(client: smtplib.SMTP, sender: str, rcpts: list[str], data: 
     try:
         code, text = client.data(data)
     except smtplib.SMTPDataError as err:
-        return SmtpResult(err.smtp_code, err.smtp_error.decode(), "data")
+        return SmtpResult(err.smtp_code, smtp_error_text(err), "data")
     return SmtpResult(code, text.decode(), "data")
 
 
@@ -133,6 +134,16 @@ def make_pdf(pages: int = 1, marker: str = "doc") -> bytes:
     out = BytesIO()
     writer.write(out)
     return out.getvalue()
+
+
+class MailFields(TypedDict, total=False):
+    """What a test may set of ``pdf_mail`` (``**fields: Unpack[MailFields]``)."""
+
+    to: str
+    sender: str
+    subject: str
+    pdf: bytes | None
+    text: str
 
 
 def pdf_mail(

@@ -19,6 +19,7 @@ import trustme
 from gateway.core.passwords import hash_password
 from gateway.settings import Settings
 from tests.e2e.conftest import USER_PASSWORD, SmtpResult, gateway_settings, smtp_transaction
+from tests.helpers import smtp_error_text
 
 USER = "alice"
 USER_HASH = hash_password(USER_PASSWORD)
@@ -87,7 +88,7 @@ def send(
                 method = client.auth_plain if mechanism == "PLAIN" else client.auth_login
                 client.auth(mechanism, method, initial_response_ok=mechanism == "PLAIN")
             except smtplib.SMTPAuthenticationError as err:
-                return SmtpResult(err.smtp_code, err.smtp_error.decode(), "auth")
+                return SmtpResult(err.smtp_code, smtp_error_text(err), "auth")
         return smtp_transaction(client, sender, rcpts, data)
 
 

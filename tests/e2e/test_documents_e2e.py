@@ -7,6 +7,7 @@ import io
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pypdf import PdfReader
@@ -20,7 +21,7 @@ from tests.helpers import wait_until
 RCPT = ["13235551212@fax.local"]
 
 
-async def sent_documents(sim: RunningSimulator) -> tuple[list[tuple[str, int, str]], dict]:
+async def sent_documents(sim: RunningSimulator) -> tuple[list[tuple[str, int, str]], dict[str, Any]]:
     """(type, pages, PDF title or text) per document of the one fax sent, and the fax."""
     [summary] = await wait_until(lambda: sim_get(sim, "/_sim/faxes"))
     fax = await sim_get(sim, f"/_sim/faxes/{summary['fax_id']}")
@@ -29,7 +30,8 @@ async def sent_documents(sim: RunningSimulator) -> tuple[list[tuple[str, int, st
         content = base64.b64decode(doc["document_content"])
         if doc["document_type"] == "PDF":
             reader = PdfReader(io.BytesIO(content))
-            found.append(("PDF", len(reader.pages), str((reader.metadata or {}).get("/Title", ""))))
+            title = reader.metadata.get("/Title", "") if reader.metadata is not None else ""
+            found.append(("PDF", len(reader.pages), str(title)))
         else:
             found.append((doc["document_type"], 1, content.decode()))
     return found, fax

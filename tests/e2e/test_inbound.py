@@ -109,9 +109,9 @@ async def test_the_mail_names_caller_pages_and_carries_the_pdf(
     assert msg["Message-ID"] == f"<fax.{fid}@gw.example.com>"
     [attachment] = list(msg.iter_attachments())
     assert attachment.get_content() == pdf
-    assert attachment.get_filename().startswith("fax-") and attachment.get_filename().endswith(
-        "-from-13235551212.pdf"
-    )
+    filename = attachment.get_filename()
+    assert filename is not None
+    assert filename.startswith("fax-") and filename.endswith("-from-13235551212.pdf")
     text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "ACME" in text and fid in text and ALICE_USER in text and "America/New_York" in text
 

@@ -32,7 +32,7 @@ LISTS = [
     )
 ]
 # Each creates the fax, then leaves the client not knowing it did.
-UNCLEAR = {
+UNCLEAR: dict[str, dict[str, Any]] = {
     "reply-lost": {"kind": "drop_after"},
     "5xx-after-creation": {"kind": "status_after", "status": 502},
     "timeout-after-creation": {"kind": "slow_after", "delay_s": 1.2},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import sqlite3
 from email.message import EmailMessage
+from typing import Any
 
 from gateway.app import Gateway
 from gateway.simulator.server import RunningSimulator
@@ -12,10 +13,10 @@ from tests.e2e.conftest import ALICE_USER, make_pdf, pdf_mail, requests_to, sim_
 from tests.helpers import wait_until
 
 
-async def one_fax(sim: RunningSimulator, timeout: float = 5.0) -> dict:
+async def one_fax(sim: RunningSimulator, timeout: float = 5.0) -> dict[str, Any]:
     faxes = await wait_until(lambda: sim_get(sim, "/_sim/faxes"), timeout=timeout)
     assert len(faxes) == 1, faxes
-    full: dict = await sim_get(sim, f"/_sim/faxes/{faxes[0]['fax_id']}")
+    full: dict[str, Any] = await sim_get(sim, f"/_sim/faxes/{faxes[0]['fax_id']}")
     return full
 
 

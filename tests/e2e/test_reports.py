@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Unpack
 
 import pytest
 
 from gateway.app import Gateway
 from gateway.simulator.server import RunningSimulator
 from gateway.store.base import JobKind, JobState
-from tests.e2e.conftest import MAILBOXES, pdf_mail, sim_post, smtp_send
+from tests.e2e.conftest import MAILBOXES, MailFields, pdf_mail, sim_post, smtp_send
 from tests.e2e.tracking_helpers import job_state, reports_for, start_gateway
 from tests.helpers import wait_until
 from tests.sink import SmtpSink
@@ -27,7 +28,7 @@ def relay_at(sink: SmtpSink) -> dict[str, object]:
     return {"host": sink.host, "port": sink.port, "tls": "none"}
 
 
-async def send(gw: Gateway, **kwargs: str) -> str:
+async def send(gw: Gateway, **kwargs: Unpack[MailFields]) -> str:
     result = await smtp_send(gw.smtp_port, pdf_mail(**kwargs))
     assert result.code == 250, result
     return result.job_id

@@ -30,6 +30,7 @@ from tests.e2e.conftest import (
     API_KEY,
     KNOWN_SECRETS,
     RELAY_PASSWORD,
+    USER_PASSWORD,
     WEBHOOK_SECRET,
     SmtpResult,
     make_pdf,
@@ -41,7 +42,6 @@ from tests.e2e.conftest import (
 from tests.e2e.security_helpers import (
     USER,
     USER_HASH,
-    USER_PASSWORD,
     Certs,
     audit_lines,
     make_certs,
@@ -620,7 +620,7 @@ async def test_ordinary_logs_mask_numbers_and_addresses_when_asked(
     [accepted] = [
         r for r in caplog.records if r.name == "gateway.smtp.handler" and r.getMessage() == "mail accepted"
     ]
-    fields = accepted._faxgw_fields
+    fields = accepted.__dict__["_faxgw_fields"]  # set by the log record's extra
     assert (fields["to"], fields["sender"]) == (
         ("1323555****", "a***@example.com") if mask else ("13235551212", ALICE)
     )

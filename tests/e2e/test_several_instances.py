@@ -18,7 +18,7 @@ from gateway.simulator.server import RunningSimulator, start_simulator
 from tests.e2e.conftest import ALICE, ALICE_USER, SCANNER_USER, pdf_mail, requests_to, sim_get, sim_post
 from tests.e2e.inbound_helpers import receive
 from tests.e2e.tracking_helpers import maildir_reports
-from tests.helpers import wait_until
+from tests.helpers import smtp_error_text, wait_until
 from tests.pgcluster import PgCluster
 from tests.process import GatewayProcess, write_config
 from tests.sink import SmtpSink
@@ -87,7 +87,7 @@ def send_code(port: int, n: int) -> tuple[int, str]:
             client.rcpt(f"1323555{1000 + n:04d}@fax.local")
             code, text = client.data(data)
     except smtplib.SMTPResponseException as err:
-        return err.smtp_code, err.smtp_error.decode()
+        return err.smtp_code, smtp_error_text(err)
     except (OSError, smtplib.SMTPException) as err:
         return 0, repr(err)  # the instance died with the session open: not answered 250
     return code, text.decode()

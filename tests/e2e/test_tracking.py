@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Unpack
 
 import pytest
 
 from gateway.app import Gateway
 from gateway.simulator.server import RunningSimulator
 from gateway.store.base import JobKind, JobState
-from tests.e2e.conftest import pdf_mail, sim_get, sim_post, smtp_send
+from tests.e2e.conftest import MailFields, pdf_mail, sim_get, sim_post, smtp_send
 from tests.e2e.tracking_helpers import (
     all_tracked,
     fax_ids,
@@ -32,8 +33,8 @@ async def gw(tmp_path: Path, simulator: RunningSimulator, monkeypatch: pytest.Mo
     await gateway.stop()
 
 
-async def send(gw: Gateway, to: str = "13235551212@fax.local", **kwargs: str) -> str:
-    result = await smtp_send(gw.smtp_port, pdf_mail(to=to, **kwargs))
+async def send(gw: Gateway, **fields: Unpack[MailFields]) -> str:
+    result = await smtp_send(gw.smtp_port, pdf_mail(**fields))  # to 13235551212@fax.local unless told
     assert result.code == 250, result
     return result.job_id
 

@@ -1,11 +1,17 @@
 import pytest
 
-from gateway.core.addressing import AddressRefused, format_number, parse_fax_address, sender_matches
+from gateway.core.addressing import (
+    AddressRefused,
+    FaxNumber,
+    format_number,
+    parse_fax_address,
+    sender_matches,
+)
 
 US = frozenset({"US"})
 
 
-def parse(address: str, allowed: frozenset[str] = US, country: str = "US"):
+def parse(address: str, allowed: frozenset[str] = US, country: str = "US") -> FaxNumber:
     return parse_fax_address(
         address, fax_domain="fax.local", default_country=country, allowed_countries=allowed
     )

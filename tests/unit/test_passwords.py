@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import TypedDict
 
 import pytest
 
@@ -10,7 +11,14 @@ from gateway.commands.hash_password import hash_password_command
 from gateway.core.passwords import BadPasswordHash, hash_password, parse_hash, verify_password
 from gateway.settings import ConfigError, load_settings
 
-FAST = {"n": 1024, "r": 8, "p": 1}  # cheap parameters: these tests are about the format
+
+class Cost(TypedDict):
+    n: int
+    r: int
+    p: int
+
+
+FAST: Cost = {"n": 1024, "r": 8, "p": 1}  # cheap parameters: these tests are about the format
 
 
 def test_a_hash_is_self_describing_and_verifies() -> None:

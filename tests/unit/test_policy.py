@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from gateway.core.addressing import AddressRefused, parse_fax_address
-from gateway.core.authresults import verify
+from gateway.core.authresults import Requirement, verify
 from gateway.core.policy import (
     RateLimits,
     Use,
@@ -195,11 +195,11 @@ def test_premium_numbers_are_refused_even_when_allowed_by_pattern() -> None:
 
 
 # -- upstream verification (Authentication-Results) ------------------------------------------------
-def ar(requirement: str, *headers: str, sender: str = "alice@example.com") -> str | None:
+def ar(requirement: Requirement, *headers: str, sender: str = "alice@example.com") -> str | None:
     return verify(
         list(headers),
         requirement=requirement,
-        authserv_id="mx.example.com",  # type: ignore[arg-type]
+        authserv_id="mx.example.com",
         from_domain="alice@example.com",
         mailfrom_domain=sender,
     )
