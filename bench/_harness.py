@@ -11,6 +11,11 @@ Child processes (each in its own temp dir, each bound to 127.0.0.1 port 0):
 
 ``Children`` owns them: leaving its ``with`` block (normally or on error) sends
 SIGTERM to each one it started, by pid, then SIGKILL after a grace period.
+
+A gateway's store is a temp SQLite file unless ``database_url`` says otherwise;
+``Databases`` hands out those URLs per backend: for ``postgresql``, a fresh database on
+one throwaway server (``tests/pgcluster.py``), started on first use and stopped (its
+directory deleted) when the ``with`` block ends, also on error.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from typing import Any
 import httpx
 
 BENCH = Path(__file__).resolve().parent
+BACKENDS = ("sqlite", "postgresql")
 RECIPIENT = "13235551212@fax.local"
 # The load comes from SENDERS addresses spread over MAILBOXES mailboxes (sender n belongs
 # to mailbox n % MAILBOXES), so that 2,000 mails stay within the default sending limits
@@ -343,12 +349,20 @@ class Children:
         return child
 
     def gateway(
-        self, name: str, simulator_url: str, *, cli: bool = False, **sections: dict[str, Any]
+        self,
+        name: str,
+        simulator_url: str,
+        *,
+        cli: bool = False,
+        database_url: str | None = None,
+        **sections: dict[str, Any],
     ) -> Child:
+        """``serve`` with its own temp dir; its store is ``database_url`` (``sqlite:///...``
+        or ``postgresql://...``), a SQLite file in that dir when None."""
         cwd = self.workdir / name
         cwd.mkdir(parents=True, exist_ok=True)
         config = cwd / "gateway.toml"
-        config.write_text(gateway_toml(cwd, simulator_url, sections), encoding="utf-8")
+        config.write_text(gateway_toml(cwd, simulator_url, sections, database_url), encoding="utf-8")
         if cli:
             argv = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)]
         else:
@@ -362,11 +376,16 @@ def port_of(child: Child) -> int:
     return int(child.address.rsplit(":", 1)[1])
 
 
-def gateway_toml(workdir: Path, simulator_url: str, sections: dict[str, dict[str, Any]]) -> str:
+def gateway_toml(
+    workdir: Path,
+    simulator_url: str,
+    sections: dict[str, dict[str, Any]],
+    database_url: str | None = None,
+) -> str:
     base: dict[str, dict[str, Any]] = {
         "smtp": {"listen": "127.0.0.1:0"},
         "http": {"listen": "127.0.0.1:0"},
-        "database": {"url": f"sqlite:///{workdir / 'gateway.db'}"},
+        "database": {"url": database_url or f"sqlite:///{workdir / 'gateway.db'}"},
         "relay": {"maildir": str(workdir / "mail")},
         "efax": {"base_url": simulator_url, "app_id": "bench-app", "api_key": "bench-key"},
     }
@@ -401,15 +420,70 @@ def commits(child: Child, timeout_s: float = 10) -> int:
     return int(child.log.wait_for(r"bench: store\.commits=(\d+)", child.proc, timeout_s)[1])
 
 
+# -- stores -------------------------------------------------------------------------------
+class Databases:
+    """Store URLs by backend: None (the gateway's temp SQLite file) or a new database on
+    one throwaway PostgreSQL server, started at the first ``url("postgresql", ...)``.
+
+    Leaving the ``with`` block stops the server and deletes its directory, also on error.
+    """
+
+    def __init__(self) -> None:
+        self.cluster: Any = None  # tests.pgcluster.PgCluster, once started
+
+    def __enter__(self) -> Databases:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.cluster is not None:
+            self.cluster.close()
+            self.cluster = None
+
+    def url(self, backend: str, name: str) -> str | None:
+        if backend == "sqlite":
+            return None
+        if backend != "postgresql":
+            raise ValueError(f"unknown backend {backend!r}")
+        if self.cluster is None:
+            if str(BENCH.parent) not in sys.path:  # tests/ is not installed, only gateway/
+                sys.path.insert(0, str(BENCH.parent))
+            from tests.pgcluster import PgCluster
+
+            cluster = PgCluster()
+            self.cluster = cluster  # set first: close() must run even if start() fails
+            cluster.start()
+        url: str = self.cluster.create_database(name)
+        return url
+
+
 # -- the simulator's control endpoints ------------------------------------------------------
-def sim_posts(simulator_url: str) -> list[dict[str, Any]]:
-    """Every ``POST /faxes`` the simulator recorded."""
-    reply = httpx.get(
-        f"{simulator_url}/_sim/requests", params={"method": "POST", "path": "/faxes"}, timeout=30
-    )
+def sim_requests(simulator_url: str, **params: str) -> list[dict[str, Any]]:
+    """The eFax-side requests the simulator recorded (``method=``, ``path=`` filter them)."""
+    reply = httpx.get(f"{simulator_url}/_sim/requests", params=params, timeout=30)
     reply.raise_for_status()
     items: list[dict[str, Any]] = reply.json()
     return items
+
+
+def sim_posts(simulator_url: str) -> list[dict[str, Any]]:
+    """Every ``POST /faxes`` the simulator recorded."""
+    return sim_requests(simulator_url, method="POST", path="/faxes")
+
+
+def sim_faxes(simulator_url: str) -> list[dict[str, Any]]:
+    """Every outbound fax the simulator holds (``client_reference_id``, ``created_at``, ...)."""
+    reply = httpx.get(f"{simulator_url}/_sim/faxes", params={"direction": "OUTBOUND"}, timeout=30)
+    reply.raise_for_status()
+    items: list[dict[str, Any]] = reply.json()
+    return items
+
+
+def sim_fault(simulator_url: str, **fault: Any) -> dict[str, Any]:
+    """Add a fault (``POST /_sim/faults``, see docs/simulator.md); ``count=None`` is forever."""
+    reply = httpx.post(f"{simulator_url}/_sim/faults", json=fault, timeout=30)
+    reply.raise_for_status()
+    added: dict[str, Any] = reply.json()
+    return added
 
 
 def sim_post_count(simulator_url: str) -> int:

@@ -1,6 +1,7 @@
 """Mail in to POST /faxes out: how long the whole outbound path takes for a burst.
 
     uv run python bench/end_to_end.py [--mails 2000] [--sessions 10] [--pdf-kb 100] [--workers N]
+                                      [--database sqlite|postgresql|both]
 
 The same load as accept_rate.py (``--mails`` mails with a ``--pdf-kb`` KB PDF over
 ``--sessions`` SMTP sessions) into ``serve`` (bench/_serve.py, default
@@ -13,9 +14,15 @@ The same load as accept_rate.py (``--mails`` mails with a ``--pdf-kb`` KB PDF ov
   baseline  bench/_bare_smtp.py (aiosmtpd answering 250) with the same load, once before
             and once after the gateway; the ratio uses their mean.
 
-Also: every POST /faxes must have been answered 201, one per mail; the store's physical
-commits per mail for the whole run. Exit 0 unless a mail was refused, a fax is missing
-or a child failed.
+The store is a temp SQLite file (``--database sqlite``, the default), a new database on a
+throwaway PostgreSQL server (``postgresql``; tests/pgcluster.py, started by the script
+and stopped at the end), or ``both``: the gateway part runs twice in the one run, SQLite
+then PostgreSQL (each with a fresh simulator and database), between the two bare runs,
+and the PG/SQLite ratios of the accept and end-to-end rates are printed.
+
+Also: every POST /faxes must have been answered 201, exactly one per mail (by its
+transaction id, the job id); the store's physical commits per mail for the whole run.
+Exit 0 unless a mail was refused, a fax is missing or doubled, or a child failed.
 """
 
 from __future__ import annotations
@@ -25,10 +32,16 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from _harness import (
+    BACKENDS,
+    BlastResult,
     Children,
+    Databases,
     MailFactory,
     blast,
     commits,
@@ -41,6 +54,68 @@ from _harness import (
 )
 
 DRAIN_TIMEOUT_S = 180.0
+LABELS = {"sqlite": "sqlite", "postgresql": "pg"}  # fits the 8 columns of BlastResult.line
+
+
+@dataclass
+class GatewayRun:
+    backend: str
+    accepted: BlastResult
+    posts: list[dict[str, Any]]
+    drained: bool
+    commits: int
+
+    @property
+    def end_s(self) -> float:
+        """Release of the sessions -> the last POST /faxes the simulator recorded."""
+        if not self.posts:
+            return float("nan")
+        return max(p["at"] for p in self.posts) - self.accepted.start_wall
+
+    @property
+    def fax_rate(self) -> float:
+        return len(self.posts) / self.end_s
+
+
+def run_gateway(
+    children: Children, backend: str, args: argparse.Namespace, factory: MailFactory, url: str | None
+) -> GatewayRun:
+    sim = children.simulator(f"{backend}-simulator")
+    sections = {} if args.workers is None else {"dispatch": {"workers": args.workers}}
+    gw = children.gateway(backend, sim.address, database_url=url, **sections)
+    try:
+        before = commits(gw)
+        accepted = blast(port_of(gw), args.mails, args.sessions, factory)
+        print(accepted.line(LABELS[backend]))
+        drained = wait_until(lambda: sim_post_count(sim.address) >= args.mails, DRAIN_TIMEOUT_S, 0.25)
+        posts = sim_posts(sim.address)
+        total_commits = commits(gw) - before
+    finally:
+        children.stop(gw)
+        children.stop(sim)
+    return GatewayRun(backend, accepted, posts, drained, total_commits)
+
+
+def problems_of(run: GatewayRun, mails: int) -> list[str]:
+    found = []
+    if run.accepted.refused:
+        found.append(f"{run.backend}: {len(run.accepted.refused)} refused mails: {run.accepted.refused[0]}")
+    if not run.drained:
+        found.append(
+            f"{run.backend}: only {len(run.posts)} of {mails} POST /faxes within {DRAIN_TIMEOUT_S:.0f} s"
+        )
+    bad = [p for p in run.posts if p.get("status") != 201]
+    if bad:
+        found.append(f"{run.backend}: {len(bad)} POST /faxes not answered 201, e.g. {bad[0]}")
+    per_job = Counter(p.get("transaction_id") for p in run.posts)
+    doubled = {job: n for job, n in per_job.items() if n > 1}
+    if doubled:
+        found.append(
+            f"{run.backend}: {len(doubled)} job ids POSTed more than once, e.g. {next(iter(doubled))}"
+        )
+    if len(run.posts) > mails:
+        found.append(f"{run.backend}: {len(run.posts)} POST /faxes for {mails} mails (duplicates)")
+    return found
 
 
 def main() -> int:
@@ -49,64 +124,71 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--pdf-kb", type=int, default=100)
     parser.add_argument("--workers", type=int, default=None, help="dispatch.workers (default: the gateway's)")
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql", "both"),
+        default="sqlite",
+        help="the gateway's store; both: SQLite then PostgreSQL in one run",
+    )
     args = parser.parse_args()
+    backends = list(BACKENDS) if args.database == "both" else [args.database]
 
     factory = MailFactory.for_pdf(make_pdf(args.pdf_kb * 1000))
     workers = "default" if args.workers is None else str(args.workers)
     print(
         f"end_to_end: {args.mails} mails of {factory.size / 1000:.0f} KB (PDF {args.pdf_kb} KB), "
-        f"{args.sessions} SMTP sessions, dispatch.workers={workers}, {os.cpu_count()} cores"
+        f"{args.sessions} SMTP sessions, dispatch.workers={workers}, {os.cpu_count()} cores, "
+        f"store {' then '.join(backends)}"
     )
     problems: list[str] = []
-    bare_rates: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="faxgw-bench-") as tmp, Children(Path(tmp)) as children:
+    runs: list[GatewayRun] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="faxgw-bench-") as tmp,
+        Databases() as databases,
+        Children(Path(tmp)) as children,
+    ):
+        # The PostgreSQL server (if any) is up before the first blast, for every run alike.
+        urls = {backend: databases.url(backend, f"bench_{backend}") for backend in backends}
+        bare_runs = []
         bare = children.bare("bare-before")
-        first = blast(port_of(bare), args.mails, args.sessions, factory)
+        bare_runs.append(blast(port_of(bare), args.mails, args.sessions, factory))
         children.stop(bare)
-        bare_rates.append(first.rate)
-        print(first.line("bare"))
+        print(bare_runs[-1].line("bare"))
 
-        sim = children.simulator()
-        sections = {} if args.workers is None else {"dispatch": {"workers": args.workers}}
-        gw = children.gateway("gateway", sim.address, **sections)
-        before = commits(gw)
-        accepted = blast(port_of(gw), args.mails, args.sessions, factory)
-        print(accepted.line("gateway"))
-        drained = wait_until(lambda: sim_post_count(sim.address) >= args.mails, DRAIN_TIMEOUT_S, 0.25)
-        posts = sim_posts(sim.address)
-        total_commits = commits(gw) - before
-        children.stop(gw)
-        children.stop(sim)
+        for backend in backends:
+            runs.append(run_gateway(children, backend, args, factory, urls[backend]))
 
         bare = children.bare("bare-after")
-        last = blast(port_of(bare), args.mails, args.sessions, factory)
+        bare_runs.append(blast(port_of(bare), args.mails, args.sessions, factory))
         children.stop(bare)
-        bare_rates.append(last.rate)
-        print(last.line("bare"))
+        print(bare_runs[-1].line("bare"))
 
-    if accepted.refused or first.refused or last.refused:
-        problems.append(f"refused mails: {(accepted.refused or first.refused or last.refused)[0]}")
-    if not drained:
-        problems.append(f"only {len(posts)} of {args.mails} POST /faxes within {DRAIN_TIMEOUT_S:.0f} s")
-    bad = [p for p in posts if p.get("status") != 201]
-    if bad:
-        problems.append(f"{len(bad)} POST /faxes not answered 201, e.g. {bad[0]}")
-    if len(posts) > args.mails:
-        problems.append(f"{len(posts)} POST /faxes for {args.mails} mails (duplicates)")
-
-    end_s = max(p["at"] for p in posts) - accepted.start_wall if posts else float("nan")
-    fax_rate = len(posts) / end_s
-    bare_rate = mean(bare_rates)
-    print(
-        f"end to end: {len(posts)} POST /faxes, last {end_s:.2f} s after the first mail = "
-        f"{fax_rate:.1f} faxes/s; dispatch lagged the last 250 by {end_s - accepted.elapsed_s:.2f} s"
-    )
-    print(
-        f"ratios to bare aiosmtpd ({bare_rate:.1f} mails/s, mean of {bare_rates[0]:.1f} and "
-        f"{bare_rates[1]:.1f}): accept {accepted.rate / bare_rate:.3f}, end to end {fax_rate / bare_rate:.3f}"
-    )
-    per_mail = total_commits / args.mails
-    print(f"store commits/mail over the whole run: {per_mail:.3f} ({total_commits} commits)")
+    for bare_run in bare_runs:
+        if bare_run.refused:
+            problems.append(f"bare: refused mails: {bare_run.refused[0]}")
+    bare_rate = mean([b.rate for b in bare_runs])
+    for run in runs:
+        problems += problems_of(run, args.mails)
+        print(
+            f"end to end {run.backend}: {len(run.posts)} POST /faxes, last {run.end_s:.2f} s after the "
+            f"first mail = {run.fax_rate:.1f} faxes/s; dispatch lagged the last 250 by "
+            f"{run.end_s - run.accepted.elapsed_s:.2f} s"
+        )
+        print(
+            f"  ratios to bare aiosmtpd ({bare_rate:.1f} mails/s, mean of {bare_runs[0].rate:.1f} and "
+            f"{bare_runs[1].rate:.1f}): accept {run.accepted.rate / bare_rate:.3f}, "
+            f"end to end {run.fax_rate / bare_rate:.3f}"
+        )
+        print(
+            f"  store commits/mail over the whole run: {run.commits / args.mails:.3f} ({run.commits} commits)"
+        )
+    if len(runs) == 2:
+        sqlite, pg = runs
+        print(
+            f"ratio postgresql/sqlite: accept {pg.accepted.rate / sqlite.accepted.rate:.3f} "
+            f"({pg.accepted.rate:.1f} / {sqlite.accepted.rate:.1f} mails/s), end to end "
+            f"{pg.fax_rate / sqlite.fax_rate:.3f} ({pg.fax_rate:.1f} / {sqlite.fax_rate:.1f} faxes/s)"
+        )
     for problem in problems:
         print(f"PROBLEM: {problem}")
     return 1 if problems else 0
