@@ -1,0 +1,2 @@
+-- 0011: (PostgreSQL: mail bytes stored uncompressed.) SQLite never compresses: nothing to do.
+SELECT 1
