@@ -8,8 +8,10 @@ scheme case-insensitive; all ``/faxes`` ones also need ``user-id``):
     POST   /tokens                            Basic app_id:api_key, grant_type form
     GET    /health                            {"status": "UP"}, no auth
     POST   /faxes                             201 [{fax_id, destination_fax_number}]
+                                              (or as config.create_reply_shape says)
     GET    /faxes/sent | /faxes/received      {"faxes": [...]}, see listing.py
-    GET    /faxes/{id}/transmission-details   (also .../transmission-detail)
+    GET    /faxes/{id}/transmission-details   (also .../transmission-detail; which of the
+                                              two exist: config.status_paths)
     GET    /faxes/{id}/metadata
     PATCH  /faxes/{id}/metadata               {"image_downloaded": bool}
     GET    /faxes/{id}/image?desired_format=PDF|TIFF
@@ -21,9 +23,14 @@ Errors use the eFax shape (views.errors_response). Choices: a missing ``user-id`
 400 BAD_REQUEST (element_name "user-id"); a bad, expired or revoked token is
 401 UNAUTHORIZED; another user's fax is 404 NOT_FOUND, like an unknown one; an
 over-size POST /faxes body is 400 with element_name "body"; TIFF images are
-real blank multi-page TIFFs with the fax's page count. The control endpoints
-under ``/_sim/`` come from ``control.py``; ``faults.EdgeMiddleware`` wraps
-everything to record requests and inject faults. The app's lifespan runs the
+real blank multi-page TIFFs with the fax's page count. A route the server lacks
+is 404 NOT_FOUND, or 403 ``{"message": "Missing Authentication Token"}`` (API
+Gateway's answer) with ``config.unknown_route_status`` 403. With
+``config.pagination_offset_unit`` "pages", ``pagination-offset`` is a page index
+(offset x limit records are skipped). The control endpoints under ``/_sim/`` come
+from ``control.py``; ``faults.EdgeMiddleware`` wraps everything to record requests
+and inject faults; inside it, ``errorshape.ErrorShapes`` gives error bodies the
+shape ``config.error_body_shape`` asks for. The app's lifespan runs the
 webhook dispatcher.
 """
 
@@ -32,6 +39,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -46,6 +54,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.simulator.control import control_routes
 from gateway.simulator.documents import blank_pdf, blank_tiff
+from gateway.simulator.errorshape import ErrorShapes
 from gateway.simulator.faults import EdgeMiddleware
 from gateway.simulator.faxes import Direction, FaxRecord
 from gateway.simulator.listing import ListError, list_reply, parse_list_query, parse_timestamp
@@ -221,7 +230,13 @@ class EfaxEndpoints:
             }
             for fax in faxes
         ]
-        return JSONResponse(created, status_code=self.state.config.create_status)
+        shape = self.state.config.create_reply_shape
+        reply: object = created
+        if shape == "faxes":
+            reply = {"faxes": created}
+        elif shape == "object" and len(created) == 1:
+            reply = created[0]
+        return JSONResponse(reply, status_code=self.state.config.create_status)
 
     # -- lists --------------------------------------------------------------
     async def _list(self, request: Request, direction: Direction) -> Response:
@@ -230,6 +245,8 @@ class EfaxEndpoints:
             return auth
         try:
             query = parse_list_query(request.headers, request.query_params)
+            if self.state.config.pagination_offset_unit == "pages":  # offset = page index
+                query = dataclasses.replace(query, offset=query.offset * query.limit)
         except ListError as err:
             return error_response(
                 400,
@@ -252,6 +269,10 @@ class EfaxEndpoints:
 
     # -- one fax ------------------------------------------------------------
     async def transmission_details(self, request: Request) -> Response:
+        paths = self.state.config.status_paths
+        plural = request.url.path.endswith("/transmission-details")
+        if paths == "none" or (paths == "plural" and not plural) or (paths == "singular" and plural):
+            return self.unknown_route(request)
         fax = self._fax(request)
         if isinstance(fax, Response):
             return fax
@@ -373,6 +394,16 @@ class EfaxEndpoints:
             )
         return JSONResponse(out)
 
+    def unknown_route(self, request: Request) -> Response:
+        """A path this server does not have: 404, or 403 as API Gateway answers."""
+        if self.state.config.unknown_route_status == 403:
+            return JSONResponse({"message": "Missing Authentication Token"}, status_code=403)
+        return _not_found_response(request, 404)
+
+    async def route_error(self, request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        return self.unknown_route(request) if status == 404 else _not_found_response(request, status)
+
 
 def _pdf_of(fax: FaxRecord) -> bytes:
     """The image of a fax: the received PDF, the one sent PDF, or blank pages."""
@@ -384,8 +415,7 @@ def _pdf_of(fax: FaxRecord) -> bytes:
     return blank_pdf(fax.pages)
 
 
-async def _not_found(request: Request, exc: Exception) -> Response:
-    status = exc.status_code if isinstance(exc, HTTPException) else 404
+def _not_found_response(request: Request, status: int) -> Response:
     return error_response(
         status,
         "NOT_FOUND" if status == 404 else "METHOD_NOT_ALLOWED",
@@ -416,10 +446,10 @@ class SimulatorApp(Starlette):
 
         super().__init__(
             routes=[*efax.routes(), *control_routes(state)],
-            exception_handlers={404: _not_found, 405: _not_found},
+            exception_handlers={404: efax.route_error, 405: efax.route_error},
             lifespan=lifespan,
         )
-        self.edge = EdgeMiddleware(self._starlette_call, state, self.router.routes)
+        self.edge = EdgeMiddleware(ErrorShapes(self._starlette_call, state), state, self.router.routes)
 
     async def _starlette_call(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)

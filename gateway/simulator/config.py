@@ -6,7 +6,10 @@ field except ``clock`` at run time; ``apply_changes`` checks the types first.
 
 Each field is documented where it is declared. The points efax-api.md marks
 UNCONFIRMED (status spellings, the dropped leading 1, image-marks-downloaded,
-page info in lists, timestamp format, webhook header) are all switchable here.
+page info in lists, timestamp format, webhook header, the create reply's shape, which
+status paths exist and how an unknown route answers, how a failure reports its
+state, error body shapes, what the paging offset counts, webhook bodies) are all
+switchable here.
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ COMPLETE_SPELLINGS = ("COMPLETE", "COMPLETED")
 INPROGRESS_SPELLINGS = ("INPROGRESS", "IN PROGRESS")
 TIMESTAMP_STYLES = ("z", "offset", "compact")
 SEARCH_MODES = ("metadata", "ignored", "nothing")
+STATUS_PATHS = ("both", "plural", "singular", "none")
+UNKNOWN_ROUTE_STATUSES = (404, 403)
+FAILURE_STATUSES = ("ERROR", "COMPLETE")
+CREATE_REPLY_SHAPES = ("list", "object", "faxes")
+ERROR_BODY_SHAPES = ("efax", "flat", "Message", "message", "text")
+OFFSET_UNITS = ("records", "pages")
+WEBHOOK_BODY_SHAPES = ("metadata", "nested", "no_fax_id", "inline_image")
 MAX_BODY_BYTES = 100 * 1024 * 1024  # eFax: 100 MB total, base64 included
 
 
@@ -55,6 +65,25 @@ class SimulatorConfig:
     list_in_progress: bool = True
     # HTTP status of a successful POST /faxes (eFax: 201; one clone says 200).
     create_status: int = 201
+    # Shape of the POST /faxes reply (UNCONFIRMED): "list" [{fax_id, destination_fax_number}],
+    # "faxes" {"faxes": [...]}, "object" one bare object (one destination; a list for more).
+    create_reply_shape: str = "list"
+    # Which transmission-details paths exist: "both", "plural" (transmission-details),
+    # "singular" (transmission-detail) or "none" (only metadata tells the state).
+    status_paths: str = "both"
+    # Status of a route the server does not have: 404 (the eFax error shape) or 403
+    # {"message": "Missing Authentication Token"}, as AWS API Gateway answers.
+    unknown_route_status: int = 404
+    # How a failed fax reports its state: "ERROR", or "COMPLETE" (the configured spelling)
+    # with its Exx error code and message, as some replies may (UNCONFIRMED).
+    failure_status: str = "ERROR"
+    # Shape of error bodies (UNCONFIRMED): "efax" {"errors": [...], "transaction_id"},
+    # "flat" {"error_code", "user_message", "developer_message", "transaction_id"},
+    # "Message" {"Message": text}, "message" {"message": text}, "text" plain text.
+    error_body_shape: str = "efax"
+    # What the pagination-offset header counts (UNCONFIRMED): "records" (0-based record
+    # index) or "pages" (0-based page index: offset 2 with limit 100 = records 200-299).
+    pagination_offset_unit: str = "records"
     # Seconds between a 202 cancel and the CANCELED state (a fax may finish first).
     cancel_delay_s: float = 0.0
     # Body of the 202 cancel reply: "" or "ACCEPTED".
@@ -72,6 +101,10 @@ class SimulatorConfig:
     # HMAC-SHA256 key and the header carrying the lowercase hex digest.
     webhook_secret: str = ""
     webhook_header: str = "X-HMAC-Signature"
+    # Webhook body (UNCONFIRMED): "metadata" (the metadata object), "nested"
+    # {"event", "data": {"fax": metadata}}, "no_fax_id" {"event", "direction", "user_id"},
+    # "inline_image" (metadata plus the image as base64 in "image").
+    webhook_body_shape: str = "metadata"
     # Delivery attempts per notification, and the first pause between them
     # (seconds, doubled after each failure).
     webhook_max_attempts: int = 4
@@ -106,6 +139,18 @@ def check(config: SimulatorConfig) -> list[str]:
         problems.append(f"status_inprogress_spelling must be one of {INPROGRESS_SPELLINGS}")
     if config.search_mode not in SEARCH_MODES:
         problems.append(f"search_mode must be one of {SEARCH_MODES}")
+    choices: tuple[tuple[str, object, tuple[object, ...]], ...] = (
+        ("create_reply_shape", config.create_reply_shape, CREATE_REPLY_SHAPES),
+        ("status_paths", config.status_paths, STATUS_PATHS),
+        ("unknown_route_status", config.unknown_route_status, UNKNOWN_ROUTE_STATUSES),
+        ("failure_status", config.failure_status, FAILURE_STATUSES),
+        ("error_body_shape", config.error_body_shape, ERROR_BODY_SHAPES),
+        ("pagination_offset_unit", config.pagination_offset_unit, OFFSET_UNITS),
+        ("webhook_body_shape", config.webhook_body_shape, WEBHOOK_BODY_SHAPES),
+    )
+    for name, value, allowed in choices:
+        if value not in allowed:
+            problems.append(f"{name} must be one of {allowed}")
     if config.timestamp_style not in TIMESTAMP_STYLES:
         problems.append(f"timestamp_style must be one of {TIMESTAMP_STYLES}")
     if config.complete_after_s < 0 or config.cancel_delay_s < 0:

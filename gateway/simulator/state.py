@@ -17,11 +17,13 @@ Time: ``now()`` is ``config.clock()`` plus an offset that ``advance_clock``
 
 Webhooks: ``receive`` queues inbound notifications; faxes reaching a final
 state are found by ``due_notifications`` (a heap of final times), which the
-webhook dispatcher polls. Nothing here does I/O.
+webhook dispatcher polls. The body is shaped by ``config.webhook_body_shape``
+(``webhook_body``). Nothing here does I/O.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import heapq
 import hmac
@@ -339,9 +341,28 @@ class SimulatorState:
         return ids
 
     # -- webhooks ---------------------------------------------------------
+    def webhook_body(self, fax: FaxRecord, status: Status) -> dict[str, Any]:
+        """The notification's JSON: the metadata object, or another shape (UNCONFIRMED).
+
+        "nested" puts it at ``data.fax``; "no_fax_id" names no fax at all (only the
+        event, direction and user id); "inline_image" adds the image as base64.
+        """
+        meta = metadata(fax, status, self.config)
+        shape = self.config.webhook_body_shape
+        event = "fax.received" if fax.direction is Direction.INBOUND else "fax.sent"
+        if shape == "nested":
+            return {"event": event, "notify_id": str(uuid.uuid4()), "data": {"fax": meta}}
+        if shape == "no_fax_id":
+            return {"event": event, "direction": fax.direction.value, "user_id": fax.user_id}
+        if shape == "inline_image":
+            only_pdf = len(fax.documents) == 1 and fax.documents[0].document_type == "PDF"
+            image = fax.image or (fax.documents[0].content if only_pdf else blank_pdf(fax.pages))
+            return {**meta, "file_name": f"{fax.fax_id}.pdf", "image": base64.b64encode(image).decode()}
+        return meta
+
     def _queue(self, fax: FaxRecord, url: str) -> None:
         status = self.status(fax)
-        body = json.dumps(metadata(fax, status, self.config), separators=(",", ":"))
+        body = json.dumps(self.webhook_body(fax, status), separators=(",", ":"))
         note = Notification(
             notify_id=str(uuid.uuid4()),
             fax_id=fax.fax_id,

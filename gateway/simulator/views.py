@@ -9,7 +9,8 @@ configured status spellings, and the eFax error shape (§3.4)::
                  "more_info", "error_code"}], "transaction_id": "..."}
 
 Choices on UNCONFIRMED points: outbound ``fax_status`` repeats the transmission
-status; inbound ``fax_status`` is "STORED"; ``originating_fax_number`` of an
+status (a failure reads COMPLETE, with its Exx code, under ``failure_status``
+"COMPLETE"); inbound ``fax_status`` is "STORED"; ``originating_fax_number`` of an
 outbound fax is its ``custom_CallerID`` or "unavailable"; failed attempts
 report 0 pages and 0 seconds.
 """
@@ -54,7 +55,8 @@ def timestamp(at: float | None, style: str) -> str | None:
 
 
 def spell(state: FaxState, config: SimulatorConfig) -> str:
-    if state is FaxState.COMPLETE:
+    """The wire spelling of a state; with ``failure_status`` COMPLETE, ERROR is spelt so too."""
+    if state is FaxState.COMPLETE or (state is FaxState.ERROR and config.failure_status == "COMPLETE"):
         return config.status_complete_spelling
     if state is FaxState.INPROGRESS:
         return config.status_inprogress_spelling

@@ -3,7 +3,8 @@
 Consumes: ``SimulatorState.due_notifications()``, polled every ``poll_s``
 (0.02 s) while the app runs (started and stopped by the app's lifespan).
 Produces: one ``POST <url>`` per notification, JSON body = the fax's metadata
-object (efax-api.md §5.1), ``Content-Type: application/json`` and header
+object (efax-api.md §5.1) or another shape (``config.webhook_body_shape``, see
+``SimulatorState.webhook_body``), ``Content-Type: application/json`` and header
 ``config.webhook_header`` (default ``X-HMAC-Signature``) = lowercase hex
 HMAC-SHA256 of the raw body keyed with ``config.webhook_secret``.
 
