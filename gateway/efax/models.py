@@ -9,6 +9,8 @@ Also here, because callers need them too:
 - ``normalise_status``: eFax spells states several ways (``COMPLETE`` and
   ``COMPLETED``, ``IN PROGRESS`` and ``INPROGRESS``, ``CANCELED``...); this maps
   every spelling to one ``FaxState``.  Anything unknown is ``UNKNOWN`` (keep polling).
+  A status alone never says "delivered": ``wire.final_state`` turns ``COMPLETE`` with
+  a failure code (``E41``) into ``FAILED``.
 - ``parse_timestamp``: ISO-8601 in the forms eFax uses (``Z``, ``+00:00``,
   ``+0000``, with or without fractions); always timezone-aware, never raises.
 - ``check_fax_id``: a fax id goes into URL paths, so it must look like a UUID.
@@ -144,7 +146,7 @@ class SubmittedFax:
 
 @dataclass(frozen=True)
 class FaxStatus:
-    """Live state of one outbound fax, from transmission-details."""
+    """Live state of one outbound fax, from transmission-details (or metadata)."""
 
     fax_id: str
     state: FaxState
@@ -155,6 +157,7 @@ class FaxStatus:
     duration_s: int | None
     completed_at: datetime | None
     attempts: int | None
+    source: str = "transmission-details"  # or "metadata", when no details path answered
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,17 @@ public clients disagree on both.  A reply that is not even a JSON object (or
 array, where one is expected) raises ``UnreadableReply``; the client decides what
 that means for the call.
 
-Also here: reading eFax's error bodies (the ``{"errors": [...]}`` shape, API
-Gateway's ``{"message": ...}``, plain text) and the Retry-After header.
+- Outcome: ``COMPLETE`` / ``COMPLETED`` means delivered only when the error code is a
+  success one (``""``, ``0``, ``SFAX``, ``OK``); with any other code (``E41``, ``"3"``)
+  the fax failed, with that code and message (``final_state``).
+- ``POST /faxes`` replies: a bare array, ``{"faxes": [...]}``, or one object
+  ``{"fax_id", "destination_fax_number"}`` (``to_submitted``).
+- List replies: ``{"faxes": [...]}`` or a bare array; ``first_record`` when present
+  (``page_first_record``, used by ``paging``).
+- Error bodies (``error_details``): the ``{"errors": [...]}`` shape, a flat
+  ``{"error_code", "developer_message"}``, API Gateway's ``{"message"}`` /
+  ``{"Message"}`` (keys in any case), ``{"error": {...}}``, other JSON (shown compact,
+  values of secret-looking keys masked), plain text; and the Retry-After header.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Annotated, Any, TypeVar
@@ -36,6 +46,8 @@ from gateway.efax.models import (
 )
 
 NO_ERROR_CODES = frozenset({"", "0", "SFAX", "OK"})
+_ZERO = re.compile(r"[+-]?0+(\.0*)?")  # "00", "0.0": still zero, still no error
+_SECRET_KEY = re.compile(r"token|secret|key|password|passwd|authori[sz]ation|credential|cookie", re.I)
 UNAVAILABLE = frozenset({"UNAVAILABLE", "UNKNOWN", "N/A"})
 
 
@@ -177,18 +189,41 @@ class WireImage(_Wire):
 
 
 class WireErrorItem(_Wire):
+    """One error: an item of ``errors``, an ``error`` object, or a flat body itself."""
+
     element_name: Text = None
     user_message: Text = None
     developer_message: Text = None
+    message: Text = None
     error_code: Text = None
+    code: Text = None
+
+
+def _error_items(value: object) -> list[object]:
+    """``errors`` as a list of objects; bare strings become ``{"message": ...}``."""
+    values = value if isinstance(value, list) else [value] if isinstance(value, dict) else []
+    items: list[object] = []
+    for item in values:
+        if isinstance(item, dict):
+            items.append(_lower_keys(item))
+        elif isinstance(item, str) and item.strip():
+            items.append({"message": item})
+    return items
 
 
 class WireErrorBody(_Wire):
-    errors: Annotated[list[WireErrorItem] | None, BeforeValidator(_objects)] = None
+    """Any JSON error object, keys lower-cased first (``Message`` = ``message``)."""
+
+    errors: Annotated[list[WireErrorItem] | None, BeforeValidator(_error_items)] = None
     transaction_id: Text = None
-    message: Text = None
-    error: Text = None
     error_description: Text = None
+    error: Text = None
+    detail: Text = None
+    title: Text = None
+
+
+def _lower_keys(data: dict[Any, Any]) -> dict[str, Any]:
+    return {key.lower(): value for key, value in data.items() if isinstance(key, str)}
 
 
 def load_json(body: bytes) -> Any:
@@ -212,6 +247,11 @@ def read_model(model: type[M], data: object) -> M:
         raise UnreadableReply(f"unexpected {model.__name__} shape") from err
 
 
+def page_first_record(data: object) -> int | None:
+    """The ``first_record`` a list reply carries (UNCONFIRMED for eFax), else None."""
+    return _int(data.get("first_record")) if isinstance(data, dict) else None
+
+
 def fax_list(data: object) -> list[object]:
     """The items of a list reply: ``{"faxes": [...]}`` or a bare array."""
     if isinstance(data, list):
@@ -225,19 +265,35 @@ def fax_list(data: object) -> list[object]:
 
 def error_code_of(raw: str | None) -> str | None:
     """eFax's result code, or None for the codes that mean success."""
-    if raw is None or raw.upper() in NO_ERROR_CODES:
+    if raw is None or raw.upper() in NO_ERROR_CODES or _ZERO.fullmatch(raw):
         return None
     return raw
+
+
+def final_state(state: FaxState, error_code: str | None) -> FaxState:
+    """COMPLETE with a failure code is a failure: "delivered" needs a success code too."""
+    if state is FaxState.DELIVERED and error_code is not None:
+        return FaxState.FAILED
+    return state
 
 
 def _number(raw: str | None) -> str | None:
     return None if raw is None or raw.upper() in UNAVAILABLE else raw
 
 
+def _submitted_items(data: object) -> list[object]:
+    """A bare array, ``{"faxes": [...]}`` (or one object there), or one bare object."""
+    if isinstance(data, dict) and isinstance(data.get("faxes"), dict):
+        return [data["faxes"]]
+    if isinstance(data, dict) and "fax_id" in data and "faxes" not in data:
+        return [data]
+    return fax_list(data)
+
+
 def to_submitted(data: object) -> list[SubmittedFax]:
     """The reply to POST /faxes; raises UnreadableReply if any id is unusable."""
     submitted = []
-    for item in fax_list(data):
+    for item in _submitted_items(data):
         wire = read_model(WireSubmitted, item)
         try:
             fax_id = check_fax_id(wire.fax_id or "")
@@ -258,7 +314,7 @@ def to_summary(wire: WireFax, fax_id: str) -> FaxSummary:
     return FaxSummary(
         fax_id=fax_id,
         direction=wire.direction.upper() if wire.direction else None,
-        state=normalise_status(raw_status),
+        state=final_state(normalise_status(raw_status), error_code),
         pages=_first(wire.pages, wire.total_pages_sent, td.total_pages_sent, td.pages),
         duration_s=_first(wire.duration, wire.total_duration, td.total_duration, td.duration),
         completed_at=parse_timestamp(wire.completed_timestamp or td.completed_timestamp),
@@ -272,14 +328,14 @@ def to_summary(wire: WireFax, fax_id: str) -> FaxSummary:
     )
 
 
-def to_status(wire: WireFax, fax_id: str) -> FaxStatus:
-    """A transmission-details reply (any of the shapes seen) as a FaxStatus."""
+def to_status(wire: WireFax, fax_id: str, source: str = "transmission-details") -> FaxStatus:
+    """A transmission-details (or metadata) reply, any of the shapes seen, as a FaxStatus."""
     td = wire.transmission_data or WireTransmissionData()
     attempts = wire.attempts if isinstance(wire.attempts, list) else []
     last = attempts[-1] if attempts else WireAttempt()
     raw_status = td.transmission_status or wire.transmission_status or wire.status or wire.fax_status
-    state = normalise_status(raw_status)
     error_code = error_code_of(td.error_code or wire.error_code)
+    state = final_state(normalise_status(raw_status), error_code)
     error_message = td.error_message or wire.error_message
     if error_code is None and state is FaxState.FAILED:
         error_code, error_message = error_code_of(last.error_code), last.error_message
@@ -295,6 +351,7 @@ def to_status(wire: WireFax, fax_id: str) -> FaxStatus:
         duration_s=_first(td.total_duration, td.duration, wire.total_duration, wire.duration),
         completed_at=parse_timestamp(td.completed_timestamp or wire.completed_timestamp),
         attempts=len(attempts) if attempts else _int(wire.attempts),
+        source=source,
     )
 
 
@@ -332,24 +389,50 @@ def error_details(body: bytes, content_type: str) -> tuple[str | None, str | Non
     except (ValueError, UnicodeDecodeError):
         data = None
     if isinstance(data, dict):
-        wire = WireErrorBody.model_validate(data)
-        parts: list[str] = []
-        code = None
-        for item in wire.errors or []:
-            code = code or item.error_code
-            for text in (item.user_message, item.developer_message):
-                if text and text not in parts:
-                    parts.append(text)
-            if item.element_name and not (item.user_message or item.developer_message):
-                parts.append(f"field {item.element_name}")
-        for text in (wire.message, wire.error_description, wire.error):
-            if text and text not in parts:
-                parts.append(text)
-        return code, "; ".join(parts) or None
+        return _error_object(data)
+    if isinstance(data, list) and any(isinstance(item, dict) for item in data):
+        return _error_object({"errors": data})
+    if isinstance(data, str):
+        return None, " ".join(data.split()) or None
     if "html" in content_type.lower():
         return None, None
     text = " ".join(body.decode("utf-8", "replace").split())
     return None, text or None
+
+
+def _error_object(data: dict[Any, Any]) -> tuple[str | None, str | None]:
+    lowered = _lower_keys(data)
+    if isinstance(lowered.get("error"), dict):  # {"error": {"code", "message"}}
+        lowered["errors"] = [*_error_items(lowered.get("errors")), lowered.pop("error")]
+    wire = WireErrorBody.model_validate(lowered)
+    flat = WireErrorItem.model_validate(lowered)  # {"error_code", "developer_message"} at the top
+    parts: list[str] = []
+    code: str | None = None
+    for item in [*(wire.errors or []), flat]:
+        code = code or item.error_code or item.code
+        texts = [t for t in (item.user_message, item.developer_message, item.message) if t]
+        for text in texts:
+            if text not in parts:
+                parts.append(text)
+        if item.element_name and not texts:
+            parts.append(f"field {item.element_name}")
+    for extra in (wire.error_description, wire.error, wire.detail, wire.title):
+        if extra and extra not in parts:
+            parts.append(extra)
+    if not parts and lowered:  # a shape nobody described: show it, secrets masked
+        parts.append(json.dumps(_masked(data), separators=(",", ":"), default=str))
+    return code, "; ".join(parts) or None
+
+
+def _masked(value: object) -> object:
+    if isinstance(value, dict):
+        return {
+            key: "[redacted]" if isinstance(key, str) and _SECRET_KEY.search(key) else _masked(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_masked(item) for item in value]
+    return value
 
 
 def retry_after_s(value: str | None, now: datetime) -> float | None:
