@@ -16,6 +16,14 @@ Touches: eFax over HTTPS with httpx; nothing else.
 - POST /faxes streams its body (``body.py``); eFax has no idempotency key, so a
   submission whose fate is unknown raises ``EfaxOutcomeUnknown``: reconcile with
   ``sent_candidates(client_reference_id=...)`` before sending again.
+- Status reads (``transmission_details``): ``GET /faxes/{id}/transmission-details``;
+  when that path is refused as unknown (404, or 403 as API gateways answer for routes
+  they lack), the other spelling ``transmission-detail``; when both are refused,
+  ``GET /faxes/{id}/metadata`` (``FaxStatus.source`` says which answered). The working
+  spelling is kept; when neither does, metadata alone is used for
+  ``DETAILS_REPROBE_S`` (3600 s) before the details paths are tried again.
+- Lists read every page, each fax once, whether ``pagination-offset`` counts records
+  or pages (``paging``); the reading found is kept for later lists.
 - ``calls`` counts requests by route ("POST /tokens", "GET /faxes/{id}/metadata");
   ``on_call``, when set, is called once per request with (route, status code or
   error name, seconds) so the gateway's metrics can time every call.
@@ -37,7 +45,7 @@ from typing import Any, Literal, Self, TypeVar
 
 import httpx
 
-from gateway.efax import wire
+from gateway.efax import paging, wire
 from gateway.efax.body import DocumentSizeMismatch, SendBody, build_send_body
 from gateway.efax.classify import status_error, token_error, transport_error
 from gateway.efax.errors import (
@@ -66,11 +74,20 @@ DEFAULT_TOKEN_LIFETIME_S = 86400.0
 MAX_PAGE_SIZE = 100  # eFax returns at most 100 faxes per list call
 IMAGE_FORMATS = frozenset({"PDF", "TIFF"})
 DETAILS_SUFFIXES = ("transmission-details", "transmission-detail")  # plural per FAXBOT/CLONE
+DETAILS_REPROBE_S = 3600.0  # metadata only for this long once no details path answered
+NO_SUCH_PATH = frozenset({403, 404})  # how servers refuse a path they lack (API gateways: 403)
 
 T = TypeVar("T")
 # "Bearer x" / "Basic x" values and JWTs, whoever they belong to
 _CREDENTIAL_SHAPES = re.compile(
     r"(?<=\bBearer )\S+|(?<=\bBasic )\S+|\beyJ[\w-]+\.[\w-]+\.[\w-]*", re.IGNORECASE
+)
+# an echoed header or field: "Authorization: Token x", "api_key=x", '"secret_id": "x"'
+_CREDENTIAL_FIELDS = re.compile(
+    r"""(\bauthorization["']?\s*[:=]\s*["']?)[^"',;&}\r\n]+"""  # the scheme and its value
+    r"""|(\b(?:api[_-]?key|access[_-]?token|secret[_-]?id|client[_-]?secret|password)"""
+    r"""["']?\s*[:=]\s*["']?)(?!\[redacted\])[^\s"',;&}]+""",
+    re.IGNORECASE,
 )
 
 
@@ -108,6 +125,9 @@ class EfaxClient:
         self._tokens = TokenSource(self._fetch_token, clock=clock, margin_s=token_refresh_margin_s)
         self._calls: Counter[str] = Counter()
         self._details_suffixes = DETAILS_SUFFIXES
+        self._clock = clock
+        self._metadata_only_until = float("-inf")
+        self._offset_unit: paging.OffsetUnit | None = None
         self.on_call: Callable[[str, str, float], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------
@@ -219,18 +239,49 @@ class EfaxClient:
         return list(found.values())
 
     async def transmission_details(self, *, user_id: str, fax_id: str) -> FaxStatus:
-        """Live state of a sent fax (plural path; the singular one if that 404s)."""
+        """Live state of a sent fax: the details path in either spelling, else metadata.
+
+        A details path refused as unknown (404 or 403) is tried in the other spelling;
+        when both are refused, ``GET /faxes/{id}/metadata`` answers, and its own
+        refusal is raised (EfaxNotFound: eFax does not know this fax).
+        """
         fax_id = check_fax_id(fax_id)
+        if self._clock() < self._metadata_only_until:
+            return await self._status_from_metadata(user_id, fax_id)
         first, second = self._details_suffixes
+        response = await self._details_or_none(first, user_id, fax_id)
+        if response is None:
+            response = await self._details_or_none(second, user_id, fax_id)
+            if response is not None:
+                self._details_suffixes = (second, first)  # this server spells it that way
+        if response is not None:
+            return self._read(
+                response,
+                "GET /faxes/{id}/transmission-details",
+                lambda body: wire.to_status(_fax_object(body), fax_id),
+            )
+        status = await self._status_from_metadata(user_id, fax_id)
+        self._metadata_only_until = self._clock() + DETAILS_REPROBE_S
+        log.info(
+            "eFax answers no transmission-details path; reading metadata instead",
+            extra={"action": "efax.details", "fax_id": fax_id},
+        )
+        return status
+
+    async def _details_or_none(self, suffix: str, user_id: str, fax_id: str) -> httpx.Response | None:
+        """The details reply, or None when this path is refused as unknown (403, 404)."""
         try:
-            response = await self._details(first, user_id, fax_id)
-        except EfaxNotFound:
-            response = await self._details(second, user_id, fax_id)
-            self._details_suffixes = (second, first)  # this server spells it that way
+            return await self._details(suffix, user_id, fax_id)
+        except EfaxPermanentError as err:
+            if err.status in NO_SUCH_PATH:
+                return None
+            raise
+
+    async def _status_from_metadata(self, user_id: str, fax_id: str) -> FaxStatus:
+        route = "GET /faxes/{id}/metadata"
+        response = await self._call("GET", route, f"/faxes/{fax_id}/metadata", user_id=user_id)
         return self._read(
-            response,
-            "GET /faxes/{id}/transmission-details",
-            lambda body: wire.to_status(_fax_object(body), fax_id),
+            response, route, lambda body: wire.to_status(_fax_object(body), fax_id, source="metadata")
         )
 
     async def metadata(self, *, user_id: str, fax_id: str) -> FaxSummary:
@@ -260,8 +311,8 @@ class EfaxClient:
         offset: int = 0,
         limit: int = MAX_PAGE_SIZE,
     ) -> list[FaxSummary]:
-        """One page of received faxes (pagination-offset/-limit request headers)."""
-        page, _ = await self._page(
+        """One page of received faxes (pagination-offset/-limit request headers, as given)."""
+        page = await self._page(
             "GET /faxes/received",
             "/faxes/received",
             user_id=user_id,
@@ -269,7 +320,7 @@ class EfaxClient:
             offset=offset,
             limit=limit,
         )
-        return page
+        return page.faxes
 
     async def iter_received(
         self, *, user_id: str, image_downloaded: bool | None = False, page_size: int = 100
@@ -333,28 +384,15 @@ class EfaxClient:
     async def _all_pages(
         self, route: str, path: str, *, user_id: str, params: dict[str, str], page_size: int
     ) -> list[FaxSummary]:
-        """Every page; stops on a short page or a page with nothing new."""
-        seen: set[str] = set()
-        faxes: list[FaxSummary] = []
-        offset = 0
-        while True:
-            page, raw_count = await self._page(
+        """Every page, each fax once, whatever pagination-offset counts (``paging``)."""
+
+        async def fetch(offset: int) -> paging.Page:
+            return await self._page(
                 route, path, user_id=user_id, params=params, offset=offset, limit=page_size
             )
-            fresh = [fax for fax in page if fax.fax_id not in seen]
-            if raw_count and not fresh:
-                log.warning(
-                    "eFax repeated a page; it seems to ignore pagination-offset",
-                    extra={"action": "efax.pagination", "route": route, "offset": offset},
-                )
-                break
-            for fax in fresh:
-                if fax.fax_id not in seen:
-                    seen.add(fax.fax_id)
-                    faxes.append(fax)
-            if raw_count < page_size:
-                return faxes
-            offset += raw_count
+
+        faxes, unit = await paging.read_all(fetch, limit=page_size, unit=self._offset_unit, route=route)
+        self._offset_unit = unit or self._offset_unit
         return faxes
 
     async def _page(
@@ -366,15 +404,15 @@ class EfaxClient:
         params: dict[str, str],
         offset: int,
         limit: int,
-    ) -> tuple[list[FaxSummary], int]:
-        """One list page: (usable faxes, number of items eFax returned)."""
+    ) -> paging.Page:
+        """One list page: the usable faxes, how many items eFax returned, first_record."""
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise ValueError(f"limit must be 1-{MAX_PAGE_SIZE}, not {limit}")
         if offset < 0:
             raise ValueError(f"offset must not be negative, not {offset}")
         headers = {"pagination-offset": str(offset), "pagination-limit": str(limit)}
         response = await self._call("GET", route, path, user_id=user_id, params=params, headers=headers)
-        items = self._read(response, route, lambda body: wire.fax_list(wire.load_json(body)))
+        items, first_record = self._read(response, route, _list_reply)
         faxes = []
         for item in items:
             try:
@@ -385,7 +423,7 @@ class EfaxClient:
                     "skipped a listed fax without a usable fax_id",
                     extra={"action": "efax.list", "route": route},
                 )
-        return faxes, len(items)
+        return paging.Page(faxes, len(items), first_record)
 
     async def _call(
         self,
@@ -512,7 +550,8 @@ class EfaxClient:
         token = self._tokens.current
         for secret in (*self._secrets, *((token,) if token else ())):
             text = text.replace(secret, "[redacted]")
-        return _CREDENTIAL_SHAPES.sub("[redacted]", text)
+        text = _CREDENTIAL_SHAPES.sub("[redacted]", text)
+        return _CREDENTIAL_FIELDS.sub(lambda m: f"{m.group(1) or m.group(2)}[redacted]", text)
 
 
 def _header(name: str, value: str, *, allow_empty: bool = False) -> str:
@@ -524,6 +563,11 @@ def _header(name: str, value: str, *, allow_empty: bool = False) -> str:
             status=0,
         )
     return value
+
+
+def _list_reply(body: bytes) -> tuple[list[object], int | None]:
+    data = wire.load_json(body)
+    return wire.fax_list(data), wire.page_first_record(data)
 
 
 def _fax_object(body: bytes) -> wire.WireFax:

@@ -18,7 +18,8 @@ recording is once per fax id whoever reads it.
 
 Timing: mailbox k of n is first read ``k * poll_interval_s / n`` seconds after start
 (staggered), then every ``inbound.poll_interval_s`` seconds (default 60, minimum 30).
-``nudge()`` reads now (tests, the webhook when its fax cannot be read directly);
+``nudge()`` reads now (tests; the webhook when its fax cannot be read directly, or
+when the notification names no fax);
 ``poll_once()`` reads every mailbox once and returns (drain mode).
 
 Failures: a 429 or 5xx (``EfaxTransientError``) backs the mailbox off: the next read
@@ -41,7 +42,7 @@ from typing import Any
 
 from gateway.core.retry import RetryPolicy
 from gateway.efax.client import EfaxClient
-from gateway.efax.errors import EfaxError, EfaxNotFound, EfaxTransientError
+from gateway.efax.errors import EfaxError, EfaxPermanentError, EfaxTransientError
 from gateway.efax.models import FaxSummary, check_fax_id
 from gateway.logs import event
 from gateway.metrics import Metrics
@@ -182,8 +183,10 @@ class Poller(Worker):
             for mailbox in ordered:
                 try:
                     summary = await self.efax.metadata(user_id=mailbox.user_id, fax_id=fax_id)
-                except EfaxNotFound:
-                    continue
+                except EfaxPermanentError as err:
+                    if err.status in (403, 404):  # not this mailbox's fax
+                        continue
+                    raise
                 if summary.direction not in (None, "INBOUND"):
                     return False
                 await self._record(mailbox.user_id, [summary])

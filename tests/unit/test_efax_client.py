@@ -331,6 +331,7 @@ async def test_transmission_details_of_unknown_fax() -> None:
         {
             f"GET /faxes/{FAX_ID}/transmission-details": reply(404, {}),
             f"GET /faxes/{FAX_ID}/transmission-detail": reply(404, {}),
+            f"GET /faxes/{FAX_ID}/metadata": reply(404, {}),
         }
     )
     async with client_for(fake) as client:
@@ -436,15 +437,26 @@ def received_server(total: int, ignore_offset: bool = False) -> Answer:
     return answer
 
 
-@pytest.mark.parametrize(("total", "pages"), [(0, 1), (1, 1), (99, 1), (100, 2), (250, 3)])
-async def test_iter_received_reads_every_page_once(total: int, pages: int) -> None:
+@pytest.mark.parametrize(
+    ("total", "first", "again"),
+    [
+        (0, [0], [0]),
+        (1, [0], [0]),
+        (99, [0], [0]),
+        (100, [0, 1], [0, 100]),  # the probe at offset 1 says records, and is short: the end
+        (250, [0, 1, 101, 201], [0, 100, 200]),  # the reading found is kept for the next list
+    ],
+)
+async def test_iter_received_reads_every_page_once(total: int, first: list[int], again: list[int]) -> None:
     fake = FakeEfax({"GET /faxes/received": received_server(total)})
     async with client_for(fake) as client:
         got = [fax.fax_id async for fax in client.iter_received(user_id=USER)]
-    assert got == fax_ids(total)
-    requests = fake.calls_to("/faxes/received")
-    assert len(requests) == pages
-    assert [r.headers["pagination-offset"] for r in requests] == [str(100 * n) for n in range(pages)]
+        assert got == fax_ids(total)
+        requests = fake.calls_to("/faxes/received")
+        assert [int(r.headers["pagination-offset"]) for r in requests] == first
+        fake.requests.clear()
+        assert [fax.fax_id async for fax in client.iter_received(user_id=USER)] == fax_ids(total)
+        assert [int(r.headers["pagination-offset"]) for r in fake.calls_to("/faxes/received")] == again
     assert {r.headers["pagination-limit"] for r in requests} == {"100"}
     assert {r.url.params["image_downloaded"] for r in requests} == {"false"}
 
@@ -454,7 +466,7 @@ async def test_iter_received_stops_when_the_server_ignores_offsets() -> None:
     async with client_for(fake) as client:
         got = [fax.fax_id async for fax in client.iter_received(user_id=USER, page_size=10)]
     assert got == fax_ids(10)
-    assert len(fake.calls_to("/faxes/received")) == 2
+    assert len(fake.calls_to("/faxes/received")) == 3  # offsets 0, 1 and 2 all give page one
 
 
 async def test_iter_received_is_safe_against_marking_during_iteration() -> None:
