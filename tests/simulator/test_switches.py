@@ -162,7 +162,7 @@ def test_a_bad_switch_value_is_refused() -> None:
         {"webhook_body_shape": "soap"},
     ):
         with pytest.raises(ValueError, match=next(iter(changes))):
-            SimulatorConfig(**changes)  # type: ignore[arg-type]
+            SimulatorConfig(**changes)
 
 
 @pytest.mark.parametrize("shape", ["metadata", "nested", "no_fax_id", "inline_image"])
