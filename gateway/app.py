@@ -269,10 +269,37 @@ class Gateway:
                 worker.nudge()
 
     async def _start_http(self) -> None:
+        """The HTTP side, given what it needs (``HttpContext``) rather than the app."""
         from gateway.http.app import start_http
+        from gateway.http.context import HttpContext, Wake
+        from gateway.workers.receive import Poller
 
         assert self.store is not None and self.efax is not None
-        self.http_server = await start_http(self)
+        poller = next((w for w in self.workers if isinstance(w, Poller)), None)
+
+        def polled_since() -> dict[str, float]:
+            if poller is None:
+                return {}
+            return {mailbox.user_id: poller.started_at for mailbox in poller.mailboxes}
+
+        def fetch(fax_id: str, hint_number: str | None) -> None:
+            assert poller is not None
+            poller.trigger(fax_id, hint_number=hint_number)
+
+        wake = Wake(
+            track=lambda: self._wake_kind(JobKind.TRACK),
+            fetch=fetch if poller is not None else None,
+            poll=poller.nudge if poller is not None else None,
+        )
+        context = HttpContext(
+            settings=self.settings,
+            store=self.store,
+            metrics=self.metrics,
+            efax_up=self.efax.health,
+            polled_since=polled_since,
+            wake=wake,
+        )
+        self.http_server = await start_http(context)
 
     def _announce(self) -> None:
         s = self.settings

@@ -42,6 +42,7 @@ from pydantic_settings import (
 )
 
 from gateway.core.passwords import parse_hash
+from gateway.core.tracking import TrackingSchedule
 
 ENV_PREFIX = "FAXGW_"
 DEFAULT_CONFIG = Path("config/gateway.toml")
@@ -232,6 +233,16 @@ class TrackingSettings(_Section):
     max_requests_per_s: float = Field(5.0, gt=0, description="status reads per second, all faxes together")
     workers: int = Field(4, ge=1, le=64, description="status reads in flight at the same time")
 
+    @property
+    def schedule(self) -> TrackingSchedule:
+        """The four ages above as the pure core takes them (``gateway.core.tracking``)."""
+        return TrackingSchedule(
+            first_check_s=self.first_check_s,
+            max_interval_s=self.max_interval_s,
+            unconfirmed_after_s=self.unconfirmed_after_s,
+            give_up_after_s=self.give_up_after_s,
+        )
+
 
 class PolicySettings(_Section):
     allowed_countries: list[str] = Field(
@@ -379,16 +390,16 @@ class Settings(BaseSettings):
     default_country: str = Field("US", description="how national numbers are read")
     timezone: str = Field("UTC", description="IANA zone for times in reports and received-fax mails")
     admin_address: str = Field("", description="told when a received fax cannot be delivered to an address")
-    smtp: SmtpSettings = Field(default_factory=SmtpSettings)  # type: ignore[arg-type]
-    efax: EfaxSettings = Field(default_factory=EfaxSettings)  # type: ignore[arg-type]
-    relay: RelaySettings = Field(default_factory=RelaySettings)  # type: ignore[arg-type]
-    database: DatabaseSettings = Field(default_factory=DatabaseSettings)  # type: ignore[arg-type]
-    http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
-    inbound: InboundSettings = Field(default_factory=InboundSettings)  # type: ignore[arg-type]
-    tracking: TrackingSettings = Field(default_factory=TrackingSettings)  # type: ignore[arg-type]
-    policy: PolicySettings = Field(default_factory=PolicySettings)  # type: ignore[arg-type]
-    dispatch: DispatchSettings = Field(default_factory=DispatchSettings)  # type: ignore[arg-type]
-    logging: LoggingSettings = Field(default_factory=LoggingSettings)  # type: ignore[arg-type]
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    efax: EfaxSettings = Field(default_factory=EfaxSettings)
+    relay: RelaySettings = Field(default_factory=RelaySettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    inbound: InboundSettings = Field(default_factory=InboundSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
     mailboxes: list[Mailbox] = Field(default_factory=list)
     users: list[User] = Field(default_factory=list)
 

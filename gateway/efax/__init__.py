@@ -3,8 +3,12 @@
 - ``client.EfaxClient``: tokens, send, status, lists, images, cancel, delete.
 - ``models``: the values it takes and returns (its own, never the simulator's).
 - ``errors``: the exception tree; transient, outcome-unknown and permanent.
-- ``body``, ``wire``, ``classify``, ``tokens``: the streamed send body, tolerant
-  reply parsing, error classification and the shared bearer token.
+- ``body``, ``wire``, ``classify``, ``tokens``, ``paging``: the streamed send body,
+  tolerant reply parsing, error classification, the shared bearer token, and reading
+  every page of a list whatever ``pagination-offset`` counts.
+
+Imported by the workers, ``check``/``queue``, ``gateway.app`` and the webhook (to read a
+fax id); the only httpx user besides the simulator, which it never imports.
 """
 
 from gateway.efax.client import EfaxClient
@@ -12,6 +16,7 @@ from gateway.efax.errors import (
     EfaxAuthError,
     EfaxConflict,
     EfaxError,
+    EfaxForbidden,
     EfaxNotFound,
     EfaxOutcomeUnknown,
     EfaxPermanentError,
@@ -37,6 +42,7 @@ __all__ = [
     "EfaxClient",
     "EfaxConflict",
     "EfaxError",
+    "EfaxForbidden",
     "EfaxNotFound",
     "EfaxOutcomeUnknown",
     "EfaxPermanentError",

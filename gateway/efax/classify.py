@@ -11,8 +11,8 @@ any other transport error or timeout,       EfaxOutcomeUnknown     EfaxTransient
 or a reply httpx cannot decode
 5xx                                         EfaxOutcomeUnknown     EfaxTransientError
 429                                         EfaxTransientError     EfaxTransientError
-401 (after one renewal), 404, 409, 4xx      EfaxAuthError, EfaxNotFound, EfaxConflict,
-                                            EfaxPermanentError
+401 (after one renewal), 403, 404, 409,     EfaxAuthError, EfaxForbidden, EfaxNotFound,
+other 4xx                                   EfaxConflict, EfaxPermanentError
 3xx (redirects are never followed)          EfaxPermanentError (check the base URL)
 ==========================================  =====================  ===================
 
@@ -32,6 +32,7 @@ from gateway.efax.errors import (
     EfaxAuthError,
     EfaxConflict,
     EfaxError,
+    EfaxForbidden,
     EfaxNotFound,
     EfaxOutcomeUnknown,
     EfaxPermanentError,
@@ -56,7 +57,7 @@ def transport_error(err: httpx.RequestError, route: str, *, sending_fax: bool) -
     if sending_fax:
         return EfaxOutcomeUnknown(
             f"The connection to eFax failed after the fax was sent ({kind}); eFax may have "
-            "accepted it. Look it up with find_sent before sending it again."
+            "accepted it. Look for it in the sent list (sent_candidates) before sending it again."
         )
     return EfaxTransientError(f"The connection to eFax failed during {route} ({kind}).")
 
@@ -76,7 +77,8 @@ def status_error(response: httpx.Response, route: str, *, sending_fax: bool, red
         if sending_fax:
             return EfaxOutcomeUnknown(
                 f"eFax answered the fax submission with a server error ({label}){said}; "
-                "it may have accepted it. Look it up with find_sent before sending it again.",
+                "it may have accepted it. Look for it in the sent list (sent_candidates) before "
+                "sending it again.",
                 retry_after,
             )
         return EfaxTransientError(f"eFax had a server error on {route} ({label}){said}.", retry_after)
@@ -94,6 +96,8 @@ def status_error(response: httpx.Response, route: str, *, sending_fax: bool, red
             status,
             code,
         )
+    if status == 403:
+        return EfaxForbidden(f"eFax refused {route} ({label}){said}.", status, code)
     if status == 404:
         return EfaxNotFound(f"eFax does not know this fax ({route}, {label}){said}.", status, code)
     if status == 409:

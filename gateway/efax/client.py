@@ -173,6 +173,11 @@ class EfaxClient:
         """Fetch a new token now; raises EfaxAuthError or EfaxTransientError."""
         await self._tokens.force()
 
+    async def ready_to_send(self) -> None:
+        """Have a valid token at hand (fetching one only if needed), so that a send that
+        follows makes no call but its ``POST /faxes``; raises like ``check_credentials``."""
+        await self._tokens.get()
+
     # -- outbound ----------------------------------------------------------------
 
     async def send_fax(

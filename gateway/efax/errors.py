@@ -11,18 +11,22 @@ cause (``raise ... from err``)::
     │   └── EfaxOutcomeUnknown   only from send_fax: the fax MAY have been created
     │                              (connection lost or timed out after the body went
     │                              out, or a 5xx / unreadable reply to POST /faxes).
-    │                              Reconcile with find_sent() before sending again.
+    │                              Reconcile with sent_candidates() first.
     └── EfaxPermanentError       do not retry (.status, .error_code)
         │                          - any other 4xx; status 0 = refused by the client
         │                            itself before anything was sent (bad fax id,
         │                            too many documents, ...)
         ├── EfaxAuthError        App ID / API key refused by POST /tokens, or 401
         │                          still there after one token renewal
+        ├── EfaxForbidden        403 (another user's fax, or a route this server
+        │                          does not have: API gateways answer 403 for those)
         ├── EfaxNotFound         404
         └── EfaxConflict         409 (cancel of a fax that already finished)
 
-The sentence carries eFax's ``user_message`` / ``developer_message`` when it sent
-one, but never a token, an API key or an Authorization header.
+The sentence quotes what eFax said, whatever the shape of its error body (the
+``{"errors": [...]}`` shape, a flat ``{"error_code", "developer_message"}``,
+API Gateway's ``{"message"}`` / ``{"Message"}``, plain text; ``wire.error_details``),
+so it reaches logs and reports; never a token, an API key or an Authorization header.
 """
 
 from __future__ import annotations
@@ -67,6 +71,10 @@ class EfaxPermanentError(EfaxError):
 
 class EfaxAuthError(EfaxPermanentError):
     """The App ID / API key pair was refused, or a fresh token was refused too."""
+
+
+class EfaxForbidden(EfaxPermanentError):
+    """eFax refused this path (403): not this user's fax, or no such route on this server."""
 
 
 class EfaxNotFound(EfaxPermanentError):

@@ -8,7 +8,8 @@ Starlette served by uvicorn on the gateway's own event loop, on ``http.listen``
     GET  /metrics          Prometheus text (health.py, gateway.metrics)
     POST /webhooks/efax    eFax notifications, HMAC verified, a trigger only (webhook.py)
 
-Every handler is a thin view over the running ``Gateway``; none mails or faxes.
+Every handler is a thin view over the ``HttpContext`` that ``serve`` hands over (a few
+values and callables, never the app: context.py); none mails or faxes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import contextlib
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.applications import Starlette
@@ -27,18 +27,16 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from gateway.http import health, webhook
+from gateway.http.context import HttpContext
 from gateway.settings import split_host_port
 
-if TYPE_CHECKING:
-    from gateway.app import Gateway
-
-View = Callable[[Request, "Gateway"], Awaitable[Response]]
+View = Callable[[Request, HttpContext], Awaitable[Response]]
 
 
-def create_app(gateway: Gateway) -> Starlette:
+def create_app(ctx: HttpContext) -> Starlette:
     def bound(view: View) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            return await view(request, gateway)
+            return await view(request, ctx)
 
         return endpoint
 
@@ -76,15 +74,15 @@ class HttpServer:
         self.sock.close()
 
 
-async def start_http(gateway: Gateway) -> HttpServer:
-    host, port = split_host_port(gateway.settings.http.listen)
+async def start_http(ctx: HttpContext) -> HttpServer:
+    host, port = split_host_port(ctx.settings.http.listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(128)
     sock.setblocking(False)
-    config = uvicorn.Config(create_app(gateway), log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(create_app(ctx), log_level="warning", access_log=False, lifespan="off")
     server = QuietServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
     while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn offers no event

@@ -15,56 +15,47 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.workers.receive import Poller
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+from gateway.http.context import HttpContext
 
 EFAX_PROBE_S = 3.0
 STALE_POLLS = 3  # intervals
 
 
-def _poller(gateway: Gateway) -> Poller | None:
-    return next((w for w in gateway.workers if isinstance(w, Poller)), None)
-
-
-async def last_polls(gateway: Gateway) -> dict[str, float]:
+async def last_polls(ctx: HttpContext) -> dict[str, float]:
     """Each polled mailbox's last successful read (or the poller's start)."""
-    poller = _poller(gateway)
-    if poller is None or gateway.store is None:
+    since = ctx.polled_since()
+    if not since:
         return {}
-    records = {p.user_id: p for p in await gateway.store.polls()}
+    records = {p.user_id: p for p in await ctx.store.polls()}
     out = {}
-    for mailbox in poller.mailboxes:
-        record = records.get(mailbox.user_id)
+    for user_id, started_at in since.items():
+        record = records.get(user_id)
         ok_at = record.last_ok_at if record is not None else None
-        out[mailbox.user_id] = ok_at if ok_at is not None else poller.started_at
+        out[user_id] = ok_at if ok_at is not None else started_at
     return out
 
 
-async def readiness(gateway: Gateway) -> dict[str, str]:
+async def readiness(ctx: HttpContext) -> dict[str, str]:
     now = time.time()
     checks: dict[str, str] = {}
     try:
-        assert gateway.store is not None
-        await gateway.store.touch(now=now)
+        await ctx.store.touch(now=now)
         checks["store"] = "ok"
     except Exception as err:  # reported, not raised: this is a probe
         checks["store"] = f"failing: {type(err).__name__}"
     try:
-        up = gateway.efax is not None and await asyncio.wait_for(gateway.efax.health(), EFAX_PROBE_S)
+        up = await asyncio.wait_for(ctx.efax_up(), EFAX_PROBE_S)
     except TimeoutError:
         up = False
     checks["efax"] = "ok" if up else "unreachable"
-    limit = STALE_POLLS * gateway.settings.inbound.poll_interval_s
+    limit = STALE_POLLS * ctx.settings.inbound.poll_interval_s
     try:
-        stale = {uid: now - at for uid, at in (await last_polls(gateway)).items() if now - at > limit}
+        stale = {uid: now - at for uid, at in (await last_polls(ctx)).items() if now - at > limit}
         checks["polls"] = "ok"
         if stale:
             checks["polls"] = "stale: " + ", ".join(
@@ -75,17 +66,16 @@ async def readiness(gateway: Gateway) -> dict[str, str]:
     return checks
 
 
-async def readyz(request: Request, gateway: Gateway) -> Response:
-    checks = await readiness(gateway)
+async def readyz(request: Request, ctx: HttpContext) -> Response:
+    checks = await readiness(ctx)
     ready = all(v == "ok" for v in checks.values())
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 
-async def metrics(request: Request, gateway: Gateway) -> Response:
-    if gateway.store is not None:
-        gateway.metrics.refresh(
-            job_counts=await gateway.store.count_jobs(),
-            last_polls=(await last_polls(gateway)).values(),
-            now=time.time(),
-        )
-    return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request, ctx: HttpContext) -> Response:
+    ctx.metrics.refresh(
+        job_counts=await ctx.store.count_jobs(),
+        last_polls=(await last_polls(ctx)).values(),
+        now=time.time(),
+    )
+    return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -2,26 +2,33 @@
 
 Consumes: eFax's webhook POSTs (efax-api.md §7; payload and signature details are
 UNCONFIRMED, so this is tolerant where it can be and strict where it must be).
-Produces: nothing of its own. A verified notification only says "look now":
+Produces: nothing of its own. A verified notification only says "look now", and
+nothing in its body is trusted as a fact (an image sent inline is ignored):
 
 - an inbound fax: the receiver reads that fax through the API (``GET
   /faxes/{id}/metadata``, in the background) and records it, so it is mailed without
-  waiting for the next poll; fields of the body are never trusted as facts;
-- an outbound fax: its ``track`` job is made due now (``store.expedite``).
+  waiting for the next poll;
+- an outbound fax: its ``track`` job is made due now (``store.expedite``);
+- no fax id to be found: every mailbox is polled now (``Poller.nudge``), unless the
+  body says OUTBOUND (then the trackers keep their schedule).
 
-Checks, in order, all before any JSON is parsed:
+Refusals, in order, all before any JSON is parsed; these are the only ones:
 
-1. the webhook is on (``inbound.webhook_secret`` set), else 403;
-2. the body is at most ``inbound.webhook_max_bytes`` (default 1 MB), else 400;
-3. the header ``inbound.webhook_header`` (default ``X-HMAC-Signature``) carries the
-   HMAC-SHA256 of the raw body keyed with the secret: hex in either case, or base64
-   (standard or URL-safe, padding optional), optionally prefixed ``sha256=``;
-   compared in constant time. Missing or wrong: 401 and one log line (never the
-   secret, never the presented value);
-4. the body is a JSON object with a ``fax_id`` in eFax's format and, if present, a
-   ``direction`` of INBOUND or OUTBOUND, else 400.
+1. the webhook is off (``inbound.webhook_secret`` not set): 403;
+2. the body is over ``inbound.webhook_max_bytes`` (default 1 MB): 400;
+3. the header ``inbound.webhook_header`` (default ``X-HMAC-Signature``) does not carry
+   the HMAC-SHA256 of the raw body keyed with the secret: hex in either case, or base64
+   (standard or URL-safe, padding optional), optionally prefixed ``sha256=``; compared
+   in constant time. Missing or wrong: 401 and one log line (never the secret, never
+   the presented value).
 
-Then 202 at once; the API read happens after the reply.
+A signed body of any shape is then answered 202 at once; the API reads happen after
+the reply. ``parse_notification`` looks for hints anywhere in it (JSON to depth
+``MAX_DEPTH`` 8, JSON inside string values as AWS SNS sends it, or a form body):
+fax ids under keys spelt ``fax_id`` / ``faxId`` / ``FaxID`` (or ``id`` inside a
+``fax`` object, or a ``fax_ids`` list), in eFax's format only, at most ``MAX_IDS``
+50; a ``direction`` / ``fax_direction`` of INBOUND or OUTBOUND; a
+``destination_fax_number`` to ask the right mailbox first. Anything else is ignored.
 """
 
 from __future__ import annotations
@@ -34,25 +41,26 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.efax.errors import EfaxPermanentError
 from gateway.efax.models import check_fax_id
+from gateway.http.context import HttpContext
 from gateway.logs import event
 from gateway.store.base import JobKind
-from gateway.workers.receive import Poller
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 log = logging.getLogger(__name__)
 
 _HEX = re.compile(r"[0-9a-fA-F]{64}")
 _DIRECTIONS = frozenset({"INBOUND", "OUTBOUND"})
+_KEY_NOISE = re.compile(r"[^a-z0-9]")
+MAX_DEPTH = 8
+MAX_IDS = 50
 
 
 class _TooLarge(Exception):
@@ -61,7 +69,9 @@ class _TooLarge(Exception):
 
 @dataclass(frozen=True)
 class Notification:
-    fax_id: str
+    """What a verified body hints at; hints only, to be read through the API."""
+
+    fax_ids: tuple[str, ...]  # in eFax's format, lower-cased; () when none was found
     direction: str | None  # INBOUND | OUTBOUND | None (not said)
     hint_number: str | None  # destination number, only to pick the mailbox to ask first
 
@@ -90,28 +100,68 @@ def signature_ok(secret: bytes, body: bytes, presented: str | None) -> bool:
     return ok
 
 
-def parse_notification(body: bytes) -> Notification | None:
-    """The fax a notification is about, or None when the body is not what eFax sends."""
+def parse_notification(body: bytes) -> Notification:
+    """The hints in a body of any shape (see the module docstring); never raises."""
+    ids: list[str] = []
+    direction: str | None = None
+    hint: str | None = None
+    for key, parent, value in _leaves(_decode(body), "", 0):
+        if isinstance(value, str) and (key == "faxid" or (key == "id" and parent == "fax")):
+            fax_id = _fax_id(value)
+            if fax_id and fax_id not in ids and len(ids) < MAX_IDS:
+                ids.append(fax_id)
+        elif key in ("direction", "faxdirection") and isinstance(value, str):
+            said = value.strip().upper()
+            direction = direction or (said if said in _DIRECTIONS else None)
+        elif key == "destinationfaxnumber" and isinstance(value, str):
+            hint = hint or value
+    return Notification(tuple(ids), direction, hint)
+
+
+def _decode(body: bytes) -> object:
+    """JSON, else a form body (``fax_id=...&direction=...``), else nothing."""
     try:
-        data = json.loads(body)
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    try:
+        form = parse_qs(body.decode("ascii"), strict_parsing=True)
     except (ValueError, UnicodeDecodeError):
         return None
-    if not isinstance(data, dict):
-        return None
-    raw_id = data.get("fax_id")
-    if not isinstance(raw_id, str):
-        return None
+    return {key: values[0] for key, values in form.items()}
+
+
+def _leaves(value: object, key: str, depth: int) -> Iterator[tuple[str, str, object]]:
+    """(key, parent key, value) of every member, keys lower-cased without punctuation."""
+    if depth > MAX_DEPTH:
+        return
+    if isinstance(value, str) and value.lstrip()[:1] in ("{", "[") and depth:
+        try:  # JSON inside a string, as in an AWS SNS envelope's "Message"
+            value = json.loads(value)
+        except ValueError:
+            return
+    if isinstance(value, dict):
+        for name, item in value.items():
+            member = _KEY_NOISE.sub("", str(name).lower())
+            if isinstance(item, list) and member == "faxids":
+                member = "faxid"  # {"fax_ids": ["...", "..."]}
+            if isinstance(item, str):
+                yield member, key, item
+            if isinstance(item, list) and member == "faxid":
+                for one in item:
+                    yield member, key, one
+            else:
+                yield from _leaves(item, member, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _leaves(item, key, depth + 1)
+
+
+def _fax_id(raw: str) -> str | None:
     try:
-        fax_id = check_fax_id(raw_id)
+        return check_fax_id(raw)
     except EfaxPermanentError:
         return None
-    direction = data.get("direction", data.get("fax_direction"))
-    if direction is not None:
-        if not isinstance(direction, str) or direction.strip().upper() not in _DIRECTIONS:
-            return None
-        direction = direction.strip().upper()
-    hint = data.get("destination_fax_number")
-    return Notification(fax_id, direction, hint if isinstance(hint, str) else None)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -132,8 +182,8 @@ def _bad(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-async def efax_webhook(request: Request, gateway: Gateway) -> Response:
-    settings = gateway.settings.inbound
+async def efax_webhook(request: Request, ctx: HttpContext) -> Response:
+    settings = ctx.settings.inbound
     secret = settings.webhook_secret.get_secret_value()
     client = request.client.host if request.client else "?"
     if not secret:
@@ -154,30 +204,43 @@ async def efax_webhook(request: Request, gateway: Gateway) -> Response:
         log.warning("webhook refused: %s", why, extra=event("webhook refused", client=client))
         return _bad(401, "the signature is missing or wrong")
     note = parse_notification(body)
-    if note is None:
-        log.warning("webhook refused: unexpected body", extra=event("webhook refused", client=client))
-        return _bad(400, "expected a JSON object with an eFax fax_id")
-    await _act(note, gateway)
-    return JSONResponse({"accepted": True, "fax_id": note.fax_id}, status_code=202)
+    if note.fax_ids:
+        for fax_id in note.fax_ids:
+            await _act(fax_id, note, ctx)
+    else:
+        _poll_instead(note, ctx)
+    reply = {"accepted": True, "fax_ids": list(note.fax_ids), "polling": not note.fax_ids}
+    return JSONResponse(reply, status_code=202)
 
 
-async def _act(note: Notification, gateway: Gateway) -> None:
-    store = gateway.store
-    assert store is not None
+def _poll_instead(note: Notification, ctx: HttpContext) -> None:
+    """A signed notification naming no fax: read every mailbox now."""
+    if note.direction == "OUTBOUND":
+        log.info(
+            "webhook: an outbound notification without a fax id; tracking keeps its schedule",
+            extra=event("webhook ignored"),
+        )
+        return
+    if ctx.wake.poll is None:
+        log.info("webhook: no fax id, and no mailbox receives faxes", extra=event("webhook ignored"))
+        return
+    log.info("webhook: no fax id in the body; polling every mailbox", extra=event("webhook poll"))
+    ctx.wake.poll()
+
+
+async def _act(fax_id: str, note: Notification, ctx: HttpContext) -> None:
+    store = ctx.store
     direction = note.direction
     if direction is None:
-        direction = "OUTBOUND" if await store.fax(note.fax_id) is not None else "INBOUND"
+        direction = "OUTBOUND" if await store.fax(fax_id) is not None else "INBOUND"
     if direction == "OUTBOUND":
-        found = await store.expedite(JobKind.TRACK, note.fax_id, now=time.time())
+        found = await store.expedite(JobKind.TRACK, fax_id, now=time.time())
         if found:  # read its status now, not at the trackers' next idle tick
-            for worker in gateway.workers:
-                if getattr(worker, "kind", None) is JobKind.TRACK:
-                    worker.nudge()
-        log.info("webhook: outbound fax", extra=event("webhook", fax=note.fax_id, tracked=found))
+            ctx.wake.track()
+        log.info("webhook: outbound fax", extra=event("webhook", fax=fax_id, tracked=found))
         return
-    poller = next((w for w in gateway.workers if isinstance(w, Poller)), None)
-    if poller is None:
-        log.info("webhook: no mailbox receives faxes", extra=event("webhook ignored", fax=note.fax_id))
+    if ctx.wake.fetch is None:
+        log.info("webhook: no mailbox receives faxes", extra=event("webhook ignored", fax=fax_id))
         return
-    log.info("webhook: inbound fax", extra=event("webhook", fax=note.fax_id))
-    poller.trigger(note.fax_id, hint_number=note.hint_number)
+    log.info("webhook: inbound fax", extra=event("webhook", fax=fax_id))
+    ctx.wake.fetch(fax_id, note.hint_number)

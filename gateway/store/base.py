@@ -303,6 +303,9 @@ class Store(Protocol):
     async def mark_submitting(self, job: Job, *, owner: str, now: float) -> bool:
         """Mark the job's mail ``submitting`` while ``owner`` still holds its lease; False if not."""
 
+    async def unmark_submitting(self, job: Job, *, owner: str, now: float) -> bool:
+        """Back to not submitted (the request never went out whole), while ``owner`` holds the job."""
+
     async def set_submit_state(self, message_id: str, state: str, *, now: float) -> None: ...
 
     async def record_submission(

@@ -403,6 +403,9 @@ class SqlStore:
     async def mark_submitting(self, job: Job, *, owner: str, now: float) -> bool:
         return await self._write(lambda tx: ops.mark_submitting(tx, job, owner, now))
 
+    async def unmark_submitting(self, job: Job, *, owner: str, now: float) -> bool:
+        return await self._write(lambda tx: ops.unmark_submitting(tx, job, owner, now))
+
     async def set_submit_state(self, message_id: str, state: str, *, now: float) -> None:
         await self._write(lambda tx: ops.set_submit_state(tx, message_id, state, now))
 

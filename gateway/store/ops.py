@@ -307,6 +307,14 @@ def mark_submitting(tx: Tx, job: Job, owner: str, now: float) -> bool:
     return True
 
 
+def unmark_submitting(tx: Tx, job: Job, owner: str, now: float) -> bool:
+    """The attempt never went out whole: back to not submitted, while ``owner`` holds the job."""
+    if not holds_lease(tx, job, owner, now):
+        return False
+    set_submit_state(tx, job.ref, "none", now)
+    return True
+
+
 def set_submit_state(tx: Tx, message_id: str, state: str, now: float) -> None:
     tx.execute(tx.q.SET_SUBMIT_STATE, (state, message_id))
     add_event(tx, state, now, message_id, None, "")

@@ -24,6 +24,7 @@ a ``report`` job ``<job id>:not-sent`` in the same transaction: the sender is to
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
@@ -47,6 +48,7 @@ from gateway.store.base import Job, JobKind, JobState, NewJob, Store, StoredMess
 from gateway.workers.base import Worker
 
 log = logging.getLogger(__name__)
+UNDO_TRIES = 15  # about a second apart: well within a lease the heartbeat renews
 
 
 def _listed(fax: FaxSummary) -> reconcile.Listed:
@@ -124,12 +126,22 @@ class Dispatcher(Worker):
             except EfaxPermanentError as err:
                 await self._fail(job, f"could not check whether eFax already has it: {err}")
             return
-        if not await self.store.mark_submitting(job, owner=self.owner, now=now):
-            # Our lease ran out (this process was silent too long) and another worker may
-            # have the job: it goes through the unknown-outcome path, never a blind resend.
-            log.warning("lost the lease before sending", extra=event("lease lost", job=job.ref))
+        try:
+            # The token first: between "submitting" and the POST, nothing else may go out,
+            # so that a crash in between leaves as little as possible to look for.
+            await self.efax.ready_to_send()
+        except EfaxTransientError as err:
+            await self._retry(job, err)
+            return
+        except EfaxPermanentError as err:
+            await self._fail(job, str(err))
             return
         try:
+            if not await self.store.mark_submitting(job, owner=self.owner, now=now):
+                # Our lease ran out (this process was silent too long) and another worker may
+                # have the job: it goes through the unknown-outcome path, never a blind resend.
+                log.warning("lost the lease before sending", extra=event("lease lost", job=job.ref))
+                return
             faxes = await self.efax.send_fax(
                 user_id=message.mailbox_user_id,
                 destinations=[Destination(r.number, r.name) for r in message.recipients],
@@ -145,6 +157,12 @@ class Dispatcher(Worker):
                 client_reference_id=message.id,
                 transaction_id=message.id,
             )
+        except StoreError:
+            # Our own store failed before the body had gone out whole (marking it, or reading
+            # a document for it): eFax cannot have taken a cut-off request. Say so once the
+            # store answers, so that the next attempt sends rather than looks for it.
+            await self._not_sent_after_all(job, message)
+            raise
         except EfaxOutcomeUnknown as err:
             await self._retry(job, err, reason="outcome unknown; will look for it before resending")
             return
@@ -161,6 +179,15 @@ class Dispatcher(Worker):
         else:
             pairs = [(f.fax_id, f.destination_fax_number) for f in faxes]
         await self._record(job, pairs, "submitted", message)
+
+    async def _not_sent_after_all(self, job: Job, message: StoredMessage) -> None:
+        """Mark the mail not submitted while we hold the job, trying while the store recovers."""
+        for _ in range(UNDO_TRIES):
+            try:
+                await self.store.unmark_submitting(job, owner=self.owner, now=self.clock())
+                return
+            except StoreError:
+                await asyncio.sleep(1.0)
 
     def _opener(self, document_id: int) -> Callable[[], AsyncIterator[bytes]]:
         return lambda: self.store.document_chunks(document_id)

@@ -7,10 +7,12 @@ job id) in the same transaction that closes the track job (``Store.finish_fax``)
 still not final after ``tracking.unconfirmed_after_s`` also gets one ``report`` job
 ``<job id>:unconfirmed`` and is tracked on. Touches: eFax (status reads only).
 
-- Reads ``GET /faxes/{id}/transmission-details``; when eFax does not know that path
-  for the fax (404), ``GET /faxes/{id}/metadata``. Status spellings are read tolerantly
-  (``gateway.efax.models.normalise_status``); a value the gateway does not know counts
-  as still in progress and is logged once per process.
+- Reads ``EfaxClient.transmission_details``: ``GET /faxes/{id}/transmission-details``,
+  the other spelling when that path is refused as unknown (404 or 403), then
+  ``GET /faxes/{id}/metadata`` (the source is kept in the fax's detail). Status spellings
+  are read tolerantly (``gateway.efax.models.normalise_status``); a value the gateway
+  does not know counts as still in progress and is logged once per process. COMPLETE
+  with a failure code is ``failed`` (``gateway.core.tracking.status_after_read``).
 - Schedule: ``gateway.core.tracking`` (``tracking.first_check_s``, doubling up to
   ``tracking.max_interval_s``); a job that someone made due early (the webhook's
   ``Store.expedite``, ``queue retry``/``cancel``) is read at once.
@@ -37,15 +39,16 @@ from gateway.core.ratelimit import TokenBucket
 from gateway.core.tracking import (
     EPSILON_S,
     FaxStatus,
+    TrackingSchedule,
     first_check_age,
     gave_up,
     is_final,
     next_check_age,
+    status_after_read,
     unconfirmed,
 )
 from gateway.efax.client import EfaxClient
-from gateway.efax.errors import EfaxError, EfaxNotFound, EfaxTransientError
-from gateway.efax.models import FaxState
+from gateway.efax.errors import EfaxError, EfaxTransientError
 from gateway.efax.models import FaxStatus as EfaxStatus
 from gateway.logs import event
 from gateway.metrics import Metrics
@@ -54,13 +57,6 @@ from gateway.store.base import FaxRecord, Job, JobKind, JobState, NewJob, Store,
 from gateway.workers.base import Worker
 
 log = logging.getLogger(__name__)
-
-_STATUS_BY_STATE = {
-    FaxState.IN_PROGRESS: FaxStatus.SENDING,
-    FaxState.DELIVERED: FaxStatus.DELIVERED,
-    FaxState.FAILED: FaxStatus.FAILED,
-    FaxState.CANCELLED: FaxStatus.CANCELLED,
-}
 
 
 @dataclass
@@ -121,6 +117,11 @@ class Tracker(Worker):
         self.on_report = on_report
         self.sleep = sleep
 
+    @property
+    def schedule(self) -> TrackingSchedule:
+        """The ages of the status reads, as the core takes them (``tracking.*_s``)."""
+        return self.settings.schedule
+
     async def handle(self, job: Job) -> None:
         fax = await self.store.fax(job.ref)
         message = await self.store.message(fax.message_id) if fax is not None else None
@@ -136,7 +137,7 @@ class Tracker(Worker):
         payload = dict(job.payload)
         now = self.clock()
         if not self._due(job, payload, now):
-            due = float(payload.get("due", job.created_at + first_check_age(self.settings)))
+            due = float(payload.get("due", job.created_at + first_check_age(self.schedule)))
             await self._defer(job, payload, due, "")
             return
         try:
@@ -154,7 +155,7 @@ class Tracker(Worker):
         if "due" in payload:
             planned_run_after = due = float(payload["due"])
         else:  # fresh from the dispatcher, which makes it due at once
-            planned_run_after, due = job.created_at, job.created_at + first_check_age(self.settings)
+            planned_run_after, due = job.created_at, job.created_at + first_check_age(self.schedule)
         expedited = abs(job.run_after - planned_run_after) > EPSILON_S and job.run_after < due
         return expedited or now + EPSILON_S >= due
 
@@ -172,26 +173,8 @@ class Tracker(Worker):
 
     async def _read(self, user_id: str, fax_id: str) -> tuple[EfaxStatus, str]:
         await self._token()
-        try:
-            return await self.efax.transmission_details(
-                user_id=user_id, fax_id=fax_id
-            ), "transmission-details"
-        except EfaxNotFound:
-            pass
-        await self._token()
-        summary = await self.efax.metadata(user_id=user_id, fax_id=fax_id)
-        status = EfaxStatus(
-            fax_id=summary.fax_id,
-            state=summary.state,
-            raw_status=summary.state.value if summary.state is not FaxState.UNKNOWN else None,
-            error_code=summary.error_code,
-            error_message=summary.error_message,
-            pages=summary.pages,
-            duration_s=summary.duration_s,
-            completed_at=summary.completed_at,
-            attempts=None,
-        )
-        return status, "metadata"
+        status = await self.efax.transmission_details(user_id=user_id, fax_id=fax_id)
+        return status, status.source
 
     async def _read_failed(
         self, job: Job, fax: FaxRecord, message: StoredMessage, payload: dict[str, Any], err: EfaxError
@@ -206,10 +189,10 @@ class Tracker(Worker):
                 extra=event("efax failing", fax=fax.fax_id, job=message.id),
             )
         await self._maybe_unconfirmed(job, fax, message, payload, age)
-        if gave_up(age, self.settings):
+        if gave_up(age, self.schedule):
             await self._finish(job, fax, message, FaxStatus.UNKNOWN, fax.detail, f"gave up: {err}")
             return
-        due = job.created_at + next_check_age(age, self.settings)
+        due = job.created_at + next_check_age(age, self.schedule)
         if isinstance(err, EfaxTransientError) and err.retry_after is not None:
             due = max(due, now + err.retry_after)
         await self._defer(job, payload, due, str(err))
@@ -231,7 +214,7 @@ class Tracker(Worker):
         age: float,
     ) -> None:
         seen = observed(status, source)
-        new = _STATUS_BY_STATE.get(status.state)
+        new = status_after_read(status.state, status.error_code)
         if new is None:
             new = _current(fax.status)
             self._unknown(seen["raw_status"], fax, message)
@@ -252,16 +235,16 @@ class Tracker(Worker):
                 "status", now=now, message_id=message.id, fax_id=fax.fax_id, detail=_describe(seen)
             )
         await self._maybe_unconfirmed(job, fax, message, payload, age)
-        if gave_up(age, self.settings):
+        if gave_up(age, self.schedule):
             await self._finish(job, fax, message, FaxStatus.UNKNOWN, detail, "gave up: still not final")
             return
-        await self._defer(job, payload, job.created_at + next_check_age(age, self.settings), "")
+        await self._defer(job, payload, job.created_at + next_check_age(age, self.schedule), "")
 
     async def _maybe_unconfirmed(
         self, job: Job, fax: FaxRecord, message: StoredMessage, payload: dict[str, Any], age: float
     ) -> None:
         """Once per fax (and so at most once per mail), the "still not confirmed" report job."""
-        if not unconfirmed(age, self.settings) or payload.get("unconfirmed"):
+        if not unconfirmed(age, self.schedule) or payload.get("unconfirmed"):
             return
         payload["unconfirmed"] = True
         added = await self.store.enqueue(JobKind.REPORT, f"{message.id}:unconfirmed", {}, now=self.clock())

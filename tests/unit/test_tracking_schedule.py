@@ -1,4 +1,4 @@
-"""The tracking schedule and the token bucket: pure functions of time and settings."""
+"""The tracking schedule and the token bucket: pure functions of time and plain values."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from gateway.core.ratelimit import TokenBucket
 from gateway.core.tracking import (
     FINAL,
     FaxStatus,
+    TrackingSchedule,
     check_ages,
     first_check_age,
     gave_up,
@@ -17,7 +18,7 @@ from gateway.core.tracking import (
 )
 from gateway.settings import TrackingSettings
 
-DEFAULTS = TrackingSettings()
+DEFAULTS = TrackingSchedule()
 
 
 def test_checks_start_soon_and_double_up_to_the_cap() -> None:
@@ -38,7 +39,7 @@ def test_next_check_is_a_function_of_age_only() -> None:
 
 
 def test_the_unconfirmed_and_give_up_times_are_checked_exactly() -> None:
-    s = TrackingSettings(unconfirmed_after_s=1000, give_up_after_s=1100)
+    s = TrackingSchedule(unconfirmed_after_s=1000, give_up_after_s=1100)
     assert next_check_age(920, s) == 1000
     assert next_check_age(1000, s) == 1100
     assert not unconfirmed(999, s) and unconfirmed(1000, s)
@@ -47,9 +48,16 @@ def test_the_unconfirmed_and_give_up_times_are_checked_exactly() -> None:
 
 
 def test_small_settings_for_tests() -> None:
-    s = TrackingSettings(first_check_s=0.05, max_interval_s=0.2)
+    s = TrackingSchedule(first_check_s=0.05, max_interval_s=0.2)
     assert first_check_age(s) == 0.05
     assert check_ages(1.0, s) == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0])
+
+
+def test_the_settings_hand_the_core_their_schedule() -> None:
+    assert TrackingSettings().schedule == DEFAULTS  # the same defaults in both places
+    assert TrackingSettings(first_check_s=5, give_up_after_s=60).schedule == TrackingSchedule(
+        first_check_s=5, give_up_after_s=60
+    )
 
 
 def test_final_statuses() -> None:
