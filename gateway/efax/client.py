@@ -229,17 +229,22 @@ class EfaxClient:
         if not client_reference_id:
             raise ValueError("client_reference_id must not be empty")
         after = datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds")
-        reads: tuple[tuple[dict[str, str], int | None], ...] = (
-            ({"search_text": client_reference_id}, None),
+        reads: tuple[tuple[dict[str, str], int], ...] = (
+            ({"search_text": client_reference_id}, paging.MAX_PAGES),
             ({}, max_pages),
-            ({"min_completed_timestamp": after}, None),
+            ({"min_completed_timestamp": after}, paging.MAX_PAGES),
         )
         found: dict[str, FaxSummary] = {}
         for params, pages in reads:
             listed = await self._all_pages(
-                "GET /faxes/sent", "/faxes/sent", user_id=user_id, params=params, page_size=MAX_PAGE_SIZE
+                "GET /faxes/sent",
+                "/faxes/sent",
+                user_id=user_id,
+                params=params,
+                page_size=MAX_PAGE_SIZE,
+                max_pages=pages,
             )
-            for fax in listed[: pages * MAX_PAGE_SIZE] if pages else listed:
+            for fax in listed:
                 found.setdefault(fax.fax_id, fax)
         return list(found.values())
 
@@ -387,7 +392,14 @@ class EfaxClient:
         return await self._call("GET", route, f"/faxes/{fax_id}/{suffix}", user_id=user_id)
 
     async def _all_pages(
-        self, route: str, path: str, *, user_id: str, params: dict[str, str], page_size: int
+        self,
+        route: str,
+        path: str,
+        *,
+        user_id: str,
+        params: dict[str, str],
+        page_size: int,
+        max_pages: int = paging.MAX_PAGES,
     ) -> list[FaxSummary]:
         """Every page, each fax once, whatever pagination-offset counts (``paging``)."""
 
@@ -396,7 +408,9 @@ class EfaxClient:
                 route, path, user_id=user_id, params=params, offset=offset, limit=page_size
             )
 
-        faxes, unit = await paging.read_all(fetch, limit=page_size, unit=self._offset_unit, route=route)
+        faxes, unit = await paging.read_all(
+            fetch, limit=page_size, unit=self._offset_unit, route=route, max_pages=max_pages
+        )
         self._offset_unit = unit or self._offset_unit
         return faxes
 

@@ -553,3 +553,19 @@ async def test_redirects_are_not_followed() -> None:
     assert caught.value.status == 302
     assert "base_url" in str(caught.value)
     assert all(r.url.host == "efax.test" for r in fake.requests)
+
+
+async def test_sent_candidates_reads_the_unfiltered_list_no_further_than_its_page_cap() -> None:
+    counter = iter(range(10**6))
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.params:  # the search and the finished-since read: nothing
+            return httpx.Response(200, json={"faxes": []})
+        items = [{"fax_id": f"00000000-0000-4000-8000-{next(counter):012d}"} for _ in range(100)]
+        return httpx.Response(200, json={"faxes": items})  # an endless list of new faxes
+
+    fake = FakeEfax({"GET /faxes/sent": answer})
+    async with client_for(fake) as client:
+        found = await client.sent_candidates(user_id=USER, client_reference_id="job-1", since=0, max_pages=3)
+    unfiltered = [r for r in fake.calls_to("/faxes/sent") if not r.url.params]
+    assert len(unfiltered) <= 4 and len(found) == 100 * len(unfiltered)  # 3 pages (and a probe at most)
