@@ -28,7 +28,7 @@ from gateway.mail.relay import MailSender, make_sender
 from gateway.metrics import Metrics
 from gateway.settings import Mailbox, Settings, split_host_port
 from gateway.smtp.handler import FaxHandler
-from gateway.smtp.reading import MailReaders
+from gateway.smtp.reading import MailReaders, ReaderBudget
 from gateway.smtp.server import bound_port, start_smtp_listeners
 from gateway.store import Store, StoreError, open_store
 from gateway.store.base import JobKind
@@ -56,7 +56,7 @@ class Gateway:
     smtp_server: asyncio.Server | None = None
     smtp_tls_server: asyncio.Server | None = None  # implicit TLS (smtp.implicit_tls_listen)
     audit: Audit | None = None
-    readers: MailReaders | None = None  # child processes that parse mails
+    readers: MailReaders | None = None  # confined child processes that parse mails
     purger: Purger | None = None  # database.keep_days
     heartbeat: Heartbeat | None = None  # renews the workers' leases
     http_server: Any = None
@@ -72,12 +72,19 @@ class Gateway:
     async def start(self) -> None:
         s = self.settings
         self.store = await open_store(s.database.url, password=s.database.password.get_secret_value())
-        processes = s.smtp.reader_processes
-        if processes is None:
-            processes = 1 if (os.cpu_count() or 1) > 1 else 0
-        if processes:
-            self.readers = MailReaders(processes)
-            await self.readers.start()  # they warm up while the rest starts
+        warm = s.smtp.reader_processes
+        self.readers = MailReaders(
+            max(2, os.cpu_count() or 1) if warm is None else max(1, warm),
+            max_processes=s.smtp.reader_processes_max,
+            budget=ReaderBudget(
+                cpu_s=s.smtp.reader_cpu_s,
+                wall_s=s.smtp.reader_timeout_s,
+                memory_bytes=s.smtp.reader_memory_mb * 1024 * 1024,
+                office_conversions=s.smtp.office_conversions,
+            ),
+            user=s.smtp.reader_user,
+        )
+        await self.readers.start()  # they warm up while the rest starts
         self.audit = Audit.from_settings(s.logging)
         base_url, app_id, api_key = s.efax.base_url, s.efax.app_id, s.efax.api_key.get_secret_value()
         if s.efax.simulated:

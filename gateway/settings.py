@@ -110,10 +110,45 @@ class SmtpSettings(_Section):
     reader_processes: int | None = Field(
         None,
         ge=0,
-        le=16,
+        le=64,
         description=(
-            "child processes that parse mails of up to 512 KB beside the SMTP event loop, on "
-            "other cores; 0: parse them in the gateway's process; unset: 1 when there are 2+ cores"
+            "confined child processes kept ready to read mails (every mail is parsed in one, "
+            "never in the gateway's process); unset: the number of cores, at least 2; 0 is "
+            "taken as 1"
+        ),
+    )
+    reader_processes_max: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description=(
+            "most mails read at once, each in its own child; more wait in line; unset: 4 x reader_processes"
+        ),
+    )
+    reader_cpu_s: float = Field(
+        30, gt=0, description="CPU seconds reading one mail may take; more: refused with 554 5.6.0"
+    )
+    reader_timeout_s: float = Field(
+        60,
+        gt=0,
+        description=(
+            "seconds reading one mail may take (waiting for a LibreOffice turn not counted); "
+            "more: refused with 554 5.6.0"
+        ),
+    )
+    reader_memory_mb: int = Field(
+        1024,
+        ge=256,
+        description="memory (address space) one reader may use, MB; a mail needing more: 552 5.3.4",
+    )
+    office_conversions: int = Field(
+        1, ge=1, le=32, description="LibreOffice conversions at once, all mails together; more wait in line"
+    )
+    reader_user: str = Field(
+        "faxgw-reader",
+        description=(
+            "user the reader processes run as when the gateway runs as root (unknown: nobody); "
+            "otherwise they run as the gateway's user"
         ),
     )
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import ipaddress
 import logging
 import time
@@ -56,7 +55,6 @@ from gateway.core.documents import (
     DocumentError,
     ExtractionLimits,
     FaxDocument,
-    NeedsConversion,
     SplitMessage,
     TooManyPages,
     parse_message,
@@ -70,13 +68,11 @@ from gateway.metrics import Metrics
 from gateway.settings import Mailbox, Settings
 from gateway.smtp.auth import AuthMechanisms, AuthUser, UserDirectory
 from gateway.smtp.ingress import Ingress
-from gateway.smtp.reading import MailReaders, ReaderUnavailable, ReadMail, read_mail
+from gateway.smtp.reading import MailReaders, ReadMail, Unread
 from gateway.smtp.usage import UsageWindows
 from gateway.store.base import LeftOut, MessageOptions, NewDocument, NewMessage, Recipient, Store, StoreError
 
 log = logging.getLogger(__name__)
-
-_QUICK_BYTES = 512 * 1024  # mails up to this size may be read on the event loop
 
 
 @dataclass
@@ -117,14 +113,13 @@ class FaxHandler(AuthMechanisms):
         on_accept: Callable[[], None] | None = None,
         metrics: Metrics | None = None,
         audit: Audit | None = None,
-        readers: MailReaders | None = None,
+        readers: MailReaders,
     ) -> None:
         self.settings = settings
         self.readers = readers
         self.on_accept = on_accept
         self.store = store
         self.limits = limits or ExtractionLimits()
-        self._quick_limits = dataclasses.replace(self.limits, quick_only=True)
         self.clock = clock
         self.metrics = metrics
         self.audit = audit or Audit(clock=clock)
@@ -314,10 +309,14 @@ class FaxHandler(AuthMechanisms):
                 return whole if whole.startswith("250") else refuse(whole)
             try:
                 mail = await self._read_mail(whole)
+            except Unread as err:
+                return refuse(err.reply)
             except DocumentError as err:  # a piece within a piece included
                 return refuse(f"554 5.6.0 {_one_line(str(err))}")
             raw = whole
             envelope.original_content = whole
+        except Unread as err:
+            return refuse(err.reply)
         except TooManyPages as err:
             return refuse(f"552 5.3.4 {_one_line(str(err))}")
         except DocumentError as err:
@@ -443,22 +442,10 @@ class FaxHandler(AuthMechanisms):
             return f"554 5.6.0 {_one_line(str(err))}"
 
     async def _read_mail(self, raw: bytes) -> ReadMail:
-        """The mail parsed and its documents extracted. A quick one (at most
-        ``_QUICK_BYTES``, only PDFs and text: about a millisecond per 100 KB) by a reader
-        process when there is one running, else on the event loop; any other (images,
-        office files, winmail.dat, big mails, whose conversion may take seconds) in a
-        thread. Handing every mail to a thread costs more than the parsing: the loop then
-        waits for the GIL each time it wakes."""
-        if len(raw) <= _QUICK_BYTES:
-            with contextlib.suppress(NeedsConversion):
-                try:
-                    if self.readers is not None:
-                        return self._was_read("reader", await self.readers.read(raw, self._quick_limits))
-                except ReaderUnavailable as err:
-                    if err.tried:  # a child failed on it: this one may be the reason
-                        return self._was_read("thread", await asyncio.to_thread(read_mail, raw, self.limits))
-                return self._was_read("loop", read_mail(raw, self._quick_limits))
-        return self._was_read("thread", await asyncio.to_thread(read_mail, raw, self.limits))
+        """The mail parsed and its documents extracted, by a confined reader process
+        (gateway.smtp.reading): never in this process. Raises DocumentError for a mail
+        that cannot be faxed, ``Unread`` (with its reply) when no reader answered."""
+        return self._was_read("reader", await self.readers.read(raw, self.limits))
 
     def _was_read(self, where: str, mail: ReadMail) -> ReadMail:
         if self.metrics is not None:

@@ -1,32 +1,53 @@
 """Reading a mail for the SMTP handler: its documents and the few header fields it needs,
-in a child process beside the event loop or in this one.
+always in a confined child process, each mail within its budgets.
 
-Consumes: the raw bytes of one mail. Produces: a ``ReadMail``, or the DocumentError that
-words the refusal. Touches: child processes (``python -I -c`` running ``child_main``), nothing
-else; they never see the store, the network or a secret.
+Consumes: the raw bytes of one mail and the extraction limits. Produces: a ``ReadMail``; the
+DocumentError that words a refusal; or ``Unread`` (``OverBudget``, ``ReaderCrashed``,
+``ReaderUnavailable``) carrying the SMTP reply to give. Touches: child processes (``python -I
+-c`` running ``child_main``) and, through them, LibreOffice; never the store or the network.
 
-Why children: the gateway's SMTP sessions, its group commit and its dispatchers share one
-Python process, and so one core. Parsing a mail and counting its PDF's pages is the
-largest part of that core's work per mail (about 40% for a 100 KB PDF); a child does it
-on another core while the event loop goes on with the protocol. Measured with
-``bench/accept_rate.py`` (see bench/README.md).
+Why children: every mail is untrusted, and the parsers it meets (MIME, PDF, images, TNEF,
+HTML, office files) can be made to take minutes or gigabytes. In a child, that costs the
+child: the event loop, the group commit and the other mails go on, the memory goes back when
+the child ends, and a child taken over by a hostile file holds nothing worth stealing. No
+mail is parsed in the gateway's own process, whatever its size.
 
-What crosses the pipe: to the child ``(raw, limits)``; back ``("ok", ReadMail)``,
-``("refused", kind, sentence)`` for a mail that cannot be faxed, or ``("failed", why)``.
-Each is a pickle behind its 4-byte big-endian length; replies come in the order asked.
-Only what the gateway's own code built is pickled, both ways, and a reply may hold
-only the classes of a ``ReadMail`` (``_REPLY_CLASSES``). A document found as clean
-base64 in the mail comes back as its position and size only (``FaxDocument.span`` and
-``length``; the caller's raw mail is put back into the span here), so a mail crosses once.
+Budgets, per mail (``ReaderBudget``, from ``smtp.reader_*``): CPU seconds (the child's
+RLIMIT_CPU is raised for each mail: SIGXCPU ends it), wall seconds (the parent kills the
+child; time waiting for a LibreOffice turn is not counted), memory (the child's address
+space: a ``MemoryError``, or a failed allocation that ends it). A mail over a budget is
+refused with a sentence (``554 5.6.0`` time, ``552 5.3.4`` memory) and read nowhere else.
+A child that dies on a mail of itself (a crash): the mail is read once more by a fresh
+child, then refused. A child whose memory grew while reading leaves after its answer.
 
-Never a mail lost to a child: a child that is not running yet, dies, or takes longer than
-``timeout_s`` makes ``read`` raise ``ReaderUnavailable``; the handler then reads the mail
-itself. Children are started with the gateway, restarted at most every
-``restart_after_s`` (and no more once three in a row died before being ready: they
-cannot start here, one warning says so), told to stop by closing their stdin (and killed if they do not), and
-exit on their own when the gateway dies, since their stdin ends.
+Pool: ``processes`` children kept ready. A mail goes to an idle child, else to a child
+started for it (up to ``max_processes``), else waits in line for the first one free: a mail
+never waits behind another inside a child, so a hung mail delays no other beyond its own
+budget. Children above ``processes`` leave after ``IDLE_S`` without work. A child that ends
+is replaced at once and logged; three in a row that die before they are ready are retried
+after a pause that grows to ``_RETRY_MAX_S`` (one warning), and meanwhile mails wait up to
+their wall budget, then get ``451 4.3.0``. When the client disconnects, the handler's task
+is cancelled: the child reading for it is killed.
 
-Settings: ``smtp.reader_processes``.
+Confinement (``gateway.smtp.sandbox``): a child starts with an empty environment (no
+``FAXGW_*``, no secret; ``HOME`` and ``TMPDIR`` its own empty directory), as
+``smtp.reader_user`` when the gateway runs as root, with ``no_new_privs``, rlimits and,
+where the kernel has Landlock, no way to open the configuration, the database or the mail
+store. LibreOffice runs inside the same confinement, at most ``office_conversions`` at once
+across children: a child asks for a turn and waits in line, its mail not yet converted.
+
+What crosses the pipe: to the child ``("read", raw, limits)`` and ``("go",)`` (a LibreOffice
+turn); back ``("ready",)``, ``("turn",)``, then one answer: ``("ok", ReadMail, leave)``,
+``("refused", kind, sentence, leave)``, ``("over", "memory", leave)`` or ``("failed", why,
+leave)``. Each is a pickle behind its 4-byte big-endian length. Only what the gateway's own
+code built is pickled, both ways, and an answer may hold only the classes of a ``ReadMail``
+(``_REPLY_CLASSES``). A document found as clean base64 in the mail comes back as its
+position and size only (``FaxDocument.span`` and ``length``; the caller's raw mail is put
+back into the span here), so a mail crosses once.
+
+Settings: ``smtp.reader_processes``, ``smtp.reader_processes_max``, ``smtp.reader_cpu_s``,
+``smtp.reader_timeout_s``, ``smtp.reader_memory_mb``, ``smtp.office_conversions``,
+``smtp.reader_user``.
 """
 
 from __future__ import annotations
@@ -37,12 +58,16 @@ import contextlib
 import dataclasses
 import fcntl
 import io
+import json
 import logging
 import os
 import pickle
+import pwd
+import shutil
 import signal
 import struct
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,7 +86,9 @@ from gateway.core.documents import (
     extract_documents,
     parse_message,
 )
+from gateway.core.office import OfficeConverter
 from gateway.logs import event
+from gateway.smtp import sandbox
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +102,17 @@ _BOOTSTRAP: Final = (
     "import sys\n"
     "if sys.argv[1] not in sys.path: sys.path.insert(0, sys.argv[1])\n"
     "from gateway.smtp.reading import child_main\n"
-    "child_main()\n"
+    "child_main(sys.argv[2])\n"
 )
 _PIPE_BYTES: Final = 1 << 20  # a pipe this big holds several mails (Linux; else as it is)
-_GIVE_UP_AFTER: Final = 3  # children in a row that die before they are ready: they cannot start
+_GIVE_UP_AFTER: Final = 3  # children in a row that die before they are ready: pause
+_RETRY_MIN_S: Final = 5.0
+_RETRY_MAX_S: Final = 60.0
+_READY_WITHIN_S: Final = 30.0  # a child that has not said it is ready by then is killed
+IDLE_S: Final = 60.0  # a child above ``processes`` leaves after this long without a mail
+_GROWTH_BYTES: Final = 64 * 1024 * 1024  # a child that grew this much while reading leaves
+# Where LibreOffice may take more address space than a reader (gateway.convert.office).
+_OFFICE_CEILING_BYTES: Final = 2_500_000_000
 # The exceptions a child may answer with, by name; each is raised here with its sentence.
 _REFUSALS: Final[dict[str, type[Exception]]] = {
     cls.__name__: cls
@@ -92,6 +126,39 @@ _REFUSALS: Final[dict[str, type[Exception]]] = {
         NeedsConversion,
     )
 }
+
+
+@dataclass(frozen=True)
+class ReaderBudget:
+    """What reading one mail may cost, and how many LibreOffice conversions run at once."""
+
+    cpu_s: float = 30.0
+    wall_s: float = 60.0
+    memory_bytes: int = 1024 * 1024 * 1024
+    office_conversions: int = 1
+
+
+class Unread(Exception):
+    """No answer for this mail from a reader; ``reply`` is the SMTP reply to give."""
+
+    reply: str = "451 4.3.0 The gateway cannot read your mail right now; please try again later."
+
+    def __init__(self, why: str, reply: str | None = None) -> None:
+        super().__init__(why)
+        if reply is not None:
+            self.reply = reply
+
+
+class ReaderUnavailable(Unread):
+    """No reader process took the mail in time (none could start, or all stayed busy)."""
+
+
+class OverBudget(Unread):
+    """The mail cost more than its budget to read: refused, read nowhere else."""
+
+
+class ReaderCrashed(Unread):
+    """A reader died on the mail twice, or failed on it: refused."""
 
 
 @dataclass(frozen=True)
@@ -160,15 +227,6 @@ def _load_reply(frame: bytes) -> tuple[Any, ...]:
     return reply
 
 
-class ReaderUnavailable(Exception):
-    """No child read this mail: read it here. ``tried``: a child had it, and died or took
-    too long (the mail may be why, so do not read it on the event loop)."""
-
-    def __init__(self, why: str, *, tried: bool = True) -> None:
-        super().__init__(why)
-        self.tried = tried
-
-
 def _left_behind(read: ReadMail) -> ReadMail:
     """In the child: what the caller has is not sent back. A document found as clean
     base64 keeps only its position and size (``FaxDocument.length``)."""
@@ -190,200 +248,462 @@ def _with_documents(read: ReadMail, change: Callable[[Any], FaxDocument]) -> Rea
 
 
 class _Child:
-    """One child process and the replies it owes, oldest first."""
+    """One child process, started for the pool; it reads one mail at a time."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, home: str) -> None:
         self.process = process
-        self.owed: collections.deque[asyncio.Future[tuple[Any, ...]]] = collections.deque()
-        self.ready = asyncio.get_running_loop().create_future()  # its first frame arrived
-        self.listener: asyncio.Task[None] | None = None
+        self.home = home  # its own temporary directory, removed when it ends
+        self.ready = False
+        self.idle_since = time.monotonic()
+        self.ending = False  # the pool ended it (budget, recycling, stop): no warning
+        self.reading = False  # it has a mail: the mail's reader says what became of it
 
     @property
-    def listening(self) -> bool:
-        return self.listener is not None and not self.listener.done()
+    def alive(self) -> bool:
+        return self.process.returncode is None and not self.ending
 
-    @property
-    def usable(self) -> bool:
-        return self.listening and self.ready.done() and not self.ready.cancelled()
+    async def send(self, message: tuple[Any, ...]) -> None:
+        stdin = self.process.stdin
+        assert stdin is not None
+        frame = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        stdin.write(_LENGTH.pack(len(frame)))
+        stdin.write(frame)
+        await stdin.drain()
 
-    async def listen(self) -> None:
-        """Hand each reply to the oldest waiting future; on EOF, fail the rest."""
+    async def receive(self) -> tuple[Any, ...]:
         stdout = self.process.stdout
         assert stdout is not None
-        try:
-            while True:
-                (size,) = _LENGTH.unpack(await stdout.readexactly(_LENGTH.size))
-                reply = _load_reply(await stdout.readexactly(size))
-                if not self.ready.done():
-                    self.ready.set_result(None)
-                    continue
-                if self.owed:
-                    future = self.owed.popleft()
-                    if not future.done():
-                        future.set_result(reply)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass  # it ended
-        except Exception:  # a reply that makes no sense: no later one can be trusted
-            log.exception("a reader process answered nonsense; restarting it", extra=event("reader failed"))
-        finally:
-            self.end()
+        (size,) = _LENGTH.unpack(await stdout.readexactly(_LENGTH.size))
+        return _load_reply(await stdout.readexactly(size))
 
     def end(self) -> None:
-        """Kill the process if it still runs; fail what it owed."""
+        """Kill it (its whole process group: LibreOffice too) if it still runs."""
+        self.ending = True
         if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
-        self.fail_owed()
-
-    def fail_owed(self) -> None:
-        if not self.ready.done():
-            self.ready.cancel()
-        while self.owed:
-            future = self.owed.popleft()
-            if not future.done():
-                future.set_exception(ReaderUnavailable("the reader process ended"))
 
 
 class MailReaders:
-    """``processes`` children that read mails; ``read`` picks the least busy one."""
+    """Confined children that read mails, one mail per child at a time."""
 
-    def __init__(self, processes: int, *, timeout_s: float = 30.0, restart_after_s: float = 5.0) -> None:
-        self.processes = processes
-        self.timeout_s = timeout_s
-        self.restart_after_s = restart_after_s
-        self._children: list[_Child | None] = [None] * processes
-        self._started_at = [0.0] * processes
-        self._stillborn = [0] * processes  # children in a row that ended before being ready
-        self._starting: set[asyncio.Task[None]] = set()
+    def __init__(
+        self,
+        processes: int,
+        *,
+        max_processes: int | None = None,
+        budget: ReaderBudget | None = None,
+        user: str = "",
+    ) -> None:
+        self.processes = max(1, processes)
+        self.max_processes = max(self.processes, max_processes or 4 * self.processes)
+        self.budget = budget or ReaderBudget()
+        self.user = user  # switched to when the gateway runs as root; "" or unknown: nobody
+        self._children: set[_Child] = set()
+        self._idle: collections.deque[_Child] = collections.deque()
+        self._line: collections.deque[asyncio.Future[_Child]] = collections.deque()
+        self._starting = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stillborn = 0  # children in a row that ended before being ready
+        self._paused_until = 0.0
+        self._turns = asyncio.Semaphore(max(1, self.budget.office_conversions))
+        self._switch_user = os.geteuid() == 0 if hasattr(os, "geteuid") else False
         self._stopping = False
 
     async def start(self) -> None:
         """Start the children; they take mail once they have said they are ready."""
-        for slot in range(self.processes):
-            await self._spawn(slot)
+        for _ in range(self.processes):
+            self._start_one()
+
+    @property
+    def pids(self) -> list[int]:
+        """The children starting or reading (not those ended or told to)."""
+        return [c.process.pid for c in self._children if c.alive]
+
+    @property
+    def idle_pids(self) -> list[int]:
+        """The children ready and waiting for a mail, the next one to be handed a mail first."""
+        return [c.process.pid for c in self._idle if c.alive]
+
+    @property
+    def ready(self) -> bool:
+        """At least one child is ready to read, or the pool may start one."""
+        return any(c.ready and c.alive for c in self._children) and not self._stopping
 
     async def read(self, raw: bytes, limits: ExtractionLimits) -> ReadMail:
-        """The mail read by a child. Raises what ``read_mail`` raises for the mail, or
-        ReaderUnavailable: then nothing is known of the mail and the caller reads it."""
-        child = self._pick()
-        if child is None:
-            raise ReaderUnavailable("no reader process is running", tried=False)
-        future: asyncio.Future[tuple[Any, ...]] = asyncio.get_running_loop().create_future()
-        request = pickle.dumps((raw, limits), protocol=pickle.HIGHEST_PROTOCOL)
-        stdin = child.process.stdin
-        assert stdin is not None
-        child.owed.append(future)
-        try:
-            stdin.write(_LENGTH.pack(len(request)))
-            stdin.write(request)
-            async with asyncio.timeout(self.timeout_s):
-                await stdin.drain()
-                reply = await future
-        except (ConnectionError, TimeoutError) as err:
-            future.cancel()  # its reply, if one comes, is skipped
-            if isinstance(err, TimeoutError) and child.usable:  # stuck on something
-                log.warning("a reader process took too long; restarting it", extra=event("reader stuck"))
-                child.end()
-            raise ReaderUnavailable(f"the reader process failed: {type(err).__name__}") from None
-        match reply:
-            case ("ok", ReadMail() as result):
-                return _spans_into(result, raw)
-            case ("refused", str(kind), str(sentence)):
-                raise _REFUSALS.get(kind, DocumentError)(sentence)
-            case ("failed", str(why)):
-                log.warning("a reader process could not read a mail: %s", why, extra=event("reader failed"))
-                raise ReaderUnavailable(why)
-        log.error("a reader process answered nonsense; restarting it", extra=event("reader failed"))
-        child.end()
-        raise ReaderUnavailable("the reader process answered nonsense")
+        """The mail read by a child. Raises what ``read_mail`` raises for the mail, or an
+        ``Unread`` whose ``reply`` words why there is no answer."""
+        for attempt in (1, 2):
+            child = await self._take()
+            try:
+                answer = await self._ask(child, raw, limits)
+            except _Died as died:
+                if attempt == 1:
+                    log.warning(
+                        "a reader process ended while reading a mail (%s); a fresh one reads it again",
+                        died,
+                        extra=event("reader failed"),
+                    )
+                    continue
+                log.warning(
+                    "a reader process ended on the same mail twice (%s)", died, extra=event("reader failed")
+                )
+                raise ReaderCrashed(
+                    str(died),
+                    "554 5.6.0 The gateway could not read this mail: reading it stopped twice. "
+                    "Send the documents as PDF files, or one at a time.",
+                ) from None
+            self._give_back(child, leave=bool(answer[-1]) if len(answer) > 1 else True)
+            return self._result(answer, raw)
+        raise AssertionError("unreachable")
 
     async def stop(self, grace_s: float = 2.0) -> None:
-        """Close each child's stdin, wait for it to exit, kill it if it does not; one that
-        has not said it is ready yet holds nothing and is killed at once."""
+        """Close each child's stdin, wait for it to exit, kill it if it does not."""
         self._stopping = True
-        for task in list(self._starting):
+        for future in self._line:
+            if not future.done():
+                future.set_exception(ReaderUnavailable("the gateway is stopping"))
+        self._line.clear()
+        for task in list(self._tasks):
             task.cancel()
-        for slot, child in enumerate(self._children):
-            if child is None:
-                continue
-            self._children[slot] = None
+        for child in list(self._children):
+            child.ending = True
             stdin = child.process.stdin
             if stdin is not None:
                 stdin.close()
-            if not child.ready.done():
+            if not child.ready:
                 child.end()
             try:
                 await asyncio.wait_for(child.process.wait(), grace_s)
             except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    child.process.kill()
+                child.end()
                 await child.process.wait()
-            if child.listener is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await child.listener
-            child.fail_owed()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for child in list(self._children):
+            self._forget(child)
 
-    @property
-    def pids(self) -> list[int]:
-        """The children starting or taking mail (not those seen to end, nor told to)."""
-        return [c.process.pid for c in self._children if c is not None and c.listening]
+    # -- one mail -----------------------------------------------------------------------------
+    async def _take(self) -> _Child:
+        """An idle ready child, else one started for this mail, else the first one freed."""
+        if self._stopping:
+            raise ReaderUnavailable("the gateway is stopping")
+        while self._idle:
+            child = self._idle.popleft()
+            if child.alive:
+                return child
+        if len(self._children) + self._starting < self.max_processes:
+            self._start_one()
+        future: asyncio.Future[_Child] = asyncio.get_running_loop().create_future()
+        self._line.append(future)
+        try:
+            async with asyncio.timeout(self.budget.wall_s):
+                return await future
+        except (TimeoutError, asyncio.CancelledError) as err:
+            if future.done() and not future.cancelled():  # handed a child as time ran out
+                self._give_back(future.result(), leave=False)
+            if isinstance(err, asyncio.CancelledError):
+                raise
+            raise ReaderUnavailable(
+                "no reader process was free in time",
+                "451 4.3.0 The gateway is busy reading other mails; please try again later.",
+            ) from None
+        finally:
+            with contextlib.suppress(ValueError):
+                self._line.remove(future)
 
-    # -- inside ------------------------------------------------------------------------------
-    def _pick(self) -> _Child | None:
-        best: _Child | None = None
-        for slot, child in enumerate(self._children):
-            if child is None or not child.listening:
-                self._respawn_later(slot)
-            elif child.usable and (best is None or len(child.owed) < len(best.owed)):
-                best = child
-        return best
-
-    def _respawn_later(self, slot: int) -> None:
-        if self._stopping or any(t.get_name() == f"reader-{slot}" for t in self._starting):
-            return
-        if self._stillborn[slot] >= _GIVE_UP_AFTER:
-            return
-        if time.monotonic() - self._started_at[slot] < self.restart_after_s:
-            return
-        task = asyncio.create_task(self._spawn(slot), name=f"reader-{slot}")
-        self._starting.add(task)
-        task.add_done_callback(self._starting.discard)
-
-    async def _spawn(self, slot: int) -> None:
-        self._started_at[slot] = time.monotonic()
-        old = self._children[slot]
-        if old is not None:
-            old.end()
-            never_ready = not old.ready.done() or old.ready.cancelled()
-            self._stillborn[slot] = self._stillborn[slot] + 1 if never_ready else 0
-            if self._stillborn[slot] >= _GIVE_UP_AFTER:
+    async def _ask(self, child: _Child, raw: bytes, limits: ExtractionLimits) -> tuple[Any, ...]:
+        """Hand ``raw`` to ``child`` and wait for its answer within the budget."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.budget.wall_s
+        turn = False
+        done = False
+        child.reading = True
+        try:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await child.send(("read", raw, limits))
+                while True:
+                    async with asyncio.timeout_at(deadline):
+                        message = await child.receive()
+                    if message == ("turn",) and not turn:
+                        asked = loop.time()
+                        await self._turns.acquire()
+                        turn = True
+                        deadline += loop.time() - asked  # waiting in line is not reading
+                        await child.send(("go",))
+                        continue
+                    done = True
+                    return message
+            except TimeoutError:
+                child.end()
                 log.warning(
-                    "a reader process ended %d times before it was ready; mails are read in the "
-                    "gateway's own process from now on",
-                    self._stillborn[slot],
+                    "a reader process took longer than %g s on a mail; it was stopped",
+                    self.budget.wall_s,
+                    extra=event("reader over budget", budget="time"),
+                )
+                raise OverBudget("wall time", _too_long(self.budget)) from None
+            except (asyncio.IncompleteReadError, ConnectionError) as err:
+                code = await _exit_code(child.process)
+                if code == -signal.SIGXCPU:
+                    log.warning(
+                        "a reader process used more than %g s of CPU on a mail; it ended",
+                        self.budget.cpu_s,
+                        extra=event("reader over budget", budget="cpu"),
+                    )
+                    raise OverBudget("cpu time", _too_long(self.budget)) from None
+                raise _Died(f"exit code {code}") from err
+            except pickle.UnpicklingError as err:
+                log.error(
+                    "a reader process answered nonsense (%s); it was stopped",
+                    err,
                     extra=event("reader failed"),
                 )
-                self._children[slot] = None
+                raise _Died("nonsense") from None
+        finally:
+            child.reading = False
+            if turn:
+                self._turns.release()
+            if not done:  # over budget, died, or the client went away: it may be mid-mail
+                child.end()
+
+    def _result(self, answer: tuple[Any, ...], raw: bytes) -> ReadMail:
+        match answer:
+            case ("ok", ReadMail() as result, _):
+                return _spans_into(result, raw)
+            case ("refused", str(kind), str(sentence), _):
+                raise _REFUSALS.get(kind, DocumentError)(sentence)
+            case ("over", "memory", _):
+                log.warning(
+                    "a mail needed more than %d MB to read; refused",
+                    self.budget.memory_bytes // 1_000_000,
+                    extra=event("reader over budget", budget="memory"),
+                )
+                raise OverBudget(
+                    "memory",
+                    f"552 5.3.4 This mail needs more memory to read than the gateway allows "
+                    f"({self.budget.memory_bytes // 1_000_000} MB). Send the documents as PDF "
+                    "files, smaller images, or one at a time.",
+                )
+            case ("failed", str(why), _):
+                log.error("a reader process could not read a mail: %s", why, extra=event("reader failed"))
+                raise ReaderCrashed(
+                    why,
+                    "554 5.6.0 The gateway could not read this mail. Send the documents as PDF "
+                    "files, or one at a time.",
+                )
+        log.error("a reader process answered nonsense; it was stopped", extra=event("reader failed"))
+        raise ReaderCrashed(
+            "nonsense", "451 4.3.0 The gateway could not read your mail; please try again later."
+        )
+
+    def _give_back(self, child: _Child, *, leave: bool) -> None:
+        """``child`` is free again: to the first mail in line, else idle; or it leaves."""
+        if leave or not child.alive or self._stopping:
+            if child.alive:
+                child.ending = True
+                stdin = child.process.stdin
+                if stdin is not None:
+                    stdin.close()  # it exits; _watch replaces it
+            return
+        while self._line:
+            future = self._line.popleft()
+            if not future.done():
+                future.set_result(child)
                 return
+        child.idle_since = time.monotonic()
+        self._idle.append(child)
+        if len(self._children) > self.processes:
+            asyncio.get_running_loop().call_later(IDLE_S, self._retire, child)
+
+    def _retire(self, child: _Child) -> None:
+        quiet = time.monotonic() - child.idle_since >= IDLE_S - 0.01
+        if child in self._idle and quiet and len(self._children) > self.processes:
+            self._idle.remove(child)
+            self._give_back(child, leave=True)
+
+    # -- children -------------------------------------------------------------------------------
+    def _start_one(self) -> None:
+        if self._stopping:
+            return
+        self._starting += 1
+        task = asyncio.create_task(self._run_child(), name="reader")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_child(self) -> None:
+        """Start one child, hand it to the pool once ready, and replace it when it ends."""
+        counted = True
+        child: _Child | None = None
         try:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-I",
-                "-c",
-                _BOOTSTRAP,
-                _PACKAGE_PARENT,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                limit=_PIPE_BYTES,
+            pause = self._paused_until - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            child = await self._spawn()
+            self._starting -= 1
+            counted = False
+            if child is None:
+                self._stillborn += 1
+                self._after_stillborn()
+                return
+            self._children.add(child)
+            try:
+                async with asyncio.timeout(_READY_WITHIN_S):
+                    hello = await child.receive()
+                if hello != ("ready",):
+                    raise ValueError(f"said {hello!r}")
+            except Exception as err:
+                log.warning(
+                    "a reader process did not start: %s",
+                    err or type(err).__name__,
+                    extra=event("reader failed"),
+                )
+                child.end()
+            else:
+                child.ready = True
+                self._stillborn = 0
+                self._give_back(child, leave=False)
+            code = await child.process.wait()
+            if not child.ready:
+                self._stillborn += 1
+                self._after_stillborn()
+            elif not (child.ending or child.reading):
+                log.warning(
+                    "a reader process ended (exit code %s); another one is started",
+                    code,
+                    extra=event("reader ended", code=code),
+                )
+        finally:
+            if counted:
+                self._starting -= 1
+            if child is not None:
+                self._forget(child)
+        if not self._stopping and len(self._children) + self._starting < self.processes:
+            self._start_one()
+
+    def _after_stillborn(self) -> None:
+        if self._stillborn % _GIVE_UP_AFTER:
+            return
+        wait = min(_RETRY_MAX_S, _RETRY_MIN_S * 2 ** (self._stillborn // _GIVE_UP_AFTER - 1))
+        self._paused_until = time.monotonic() + wait
+        if self._stillborn == _GIVE_UP_AFTER:
+            log.warning(
+                "reader processes ended %d times in a row before they were ready; mails wait "
+                "(then get 451) while they are tried again every %g s or more",
+                self._stillborn,
+                wait,
+                extra=event("reader failed"),
             )
+
+    def _forget(self, child: _Child) -> None:
+        self._children.discard(child)
+        with contextlib.suppress(ValueError):
+            self._idle.remove(child)
+        shutil.rmtree(child.home, ignore_errors=True)
+
+    async def _spawn(self) -> _Child | None:
+        home = tempfile.mkdtemp(prefix="faxgw-reader-")
+        user = self._user() if self._switch_user else None
+        if user is not None:
+            os.chown(home, user.pw_uid, user.pw_gid)
+        options = {
+            "memory_bytes": self.budget.memory_bytes,
+            "ceiling_bytes": max(self.budget.memory_bytes, _OFFICE_CEILING_BYTES),
+            "cpu_s": self.budget.cpu_s,
+            "home": home,
+            "readable": [*sandbox.SYSTEM_READABLE, *sandbox.python_readable()],
+        }
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": home,
+            "TMPDIR": home,
+            "MALLOC_ARENA_MAX": "2",
+        }
+        command = [sys.executable, "-I", "-c", _BOOTSTRAP, _PACKAGE_PARENT, json.dumps(options)]
+        ids: dict[str, Any] = {}
+        if user is not None:
+            ids = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+        try:
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *command,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    env=env,
+                    cwd=home,
+                    limit=_PIPE_BYTES,
+                    start_new_session=True,  # its own group: LibreOffice is killed with it
+                    **ids,
+                )
+            except PermissionError as err:
+                if not ids:
+                    raise
+                log.warning(
+                    "a reader process cannot run as %s (%s); reader processes run as the "
+                    "gateway's own user, confined as far as the kernel allows",
+                    user.pw_name if user else "?",
+                    err,
+                    extra=event("reader user"),
+                )
+                self._switch_user = False
+                os.chown(home, os.getuid(), os.getgid())
+                process = await asyncio.create_subprocess_exec(
+                    *command,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    env=env,
+                    cwd=home,
+                    limit=_PIPE_BYTES,
+                    start_new_session=True,
+                )
         except OSError as err:
             log.warning("cannot start a reader process: %s", err, extra=event("reader failed"))
-            self._children[slot] = None
-            return
-        child = _Child(process)
+            shutil.rmtree(home, ignore_errors=True)
+            return None
         _widen_pipe(process.stdin)
-        child.listener = asyncio.create_task(child.listen(), name=f"reader-{slot}-listen")
-        self._children[slot] = child
+        return _Child(process, home)
+
+    def _user(self) -> pwd.struct_passwd | None:
+        for name in (self.user, "nobody"):
+            if not name:
+                continue
+            try:
+                return pwd.getpwnam(name)
+            except KeyError:
+                if name == self.user:
+                    log.warning(
+                        "smtp.reader_user %r does not exist; reader processes run as nobody",
+                        name,
+                        extra=event("reader user"),
+                    )
+                    self.user = ""
+        return None
+
+
+class _Died(Exception):
+    """The child ended (or babbled) before answering; the mail may or may not be why."""
+
+
+def _too_long(budget: ReaderBudget) -> str:
+    return (
+        f"554 5.6.0 This mail takes too long to read (more than {budget.wall_s:g} s, or "
+        f"{budget.cpu_s:g} s of work); the gateway does not fax it. Send the documents as PDF "
+        "files, or one at a time."
+    )
+
+
+async def _exit_code(process: asyncio.subprocess.Process) -> int | None:
+    """The child's exit code once it has ended (killed if it lingers with a broken pipe)."""
+    try:
+        return await asyncio.wait_for(process.wait(), 5)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        return await process.wait()
 
 
 def _widen_pipe(writer: asyncio.StreamWriter | None) -> None:
@@ -401,23 +721,74 @@ def _read_exactly(stream: BinaryIO, size: int) -> bytes | None:
     return data if data is not None and len(data) == size else None
 
 
+@dataclass(frozen=True)
+class _InTurn:
+    """An office converter that first waits for a LibreOffice turn from the parent."""
+
+    converter: OfficeConverter
+    wait_turn: Callable[[], None]
+
+    def __call__(self, data: bytes, kind: str, filename: str, timeout_s: float) -> bytes:
+        self.wait_turn()
+        return self.converter(data, kind, filename, timeout_s)
+
+
+class _Turn:
+    """In the child: one mail's LibreOffice turn, asked of the parent the first time only."""
+
+    def __init__(self, send: Callable[[tuple[Any, ...]], None], receive: Callable[[], Any]) -> None:
+        self._send, self._receive, self._taken = send, receive, False
+
+    def wait(self) -> None:
+        if not self._taken:
+            self._send(("turn",))
+            if self._receive() != ("go",):
+                raise SystemExit(0)  # the gateway closed our stdin
+            self._taken = True
+
+
 def _answer(raw: bytes, limits: ExtractionLimits) -> tuple[Any, ...]:
     try:
         read = read_mail(raw, limits)
+    except MemoryError:
+        return ("over", "memory")
     except tuple(_REFUSALS.values()) as err:
         return ("refused", type(err).__name__, str(err))
-    except Exception as err:  # the parent reads it itself and sees it there
+    except Exception as err:  # a bug, or a library's own failure on a hostile file
         return ("failed", f"{type(err).__name__}: {err}"[:500])
     return ("ok", _left_behind(read))
 
 
-def child_main() -> None:
-    """Read requests from stdin until it ends, answer each on stdout."""
+def _warm_up() -> None:
+    """Import now what reading may need later, before confinement narrows what is readable."""
+    import pikepdf  # noqa: F401  (page checks and repairs)
+    from PIL import Image
+
+    Image.init()  # every image plugin
+
+
+def child_main(options_json: str = "{}") -> None:
+    """Confine this process, then read requests from stdin until it ends, answer each on
+    stdout; leave after an answer when reading made this process grow."""
     for signum in (signal.SIGINT, signal.SIGTERM):  # the parent says when: stdin ends
         signal.signal(signum, signal.SIG_IGN)
+    options = json.loads(options_json)
     requests = sys.stdin.buffer
     replies = os.dup(sys.stdout.fileno())
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a stray print cannot break a frame
+    with contextlib.suppress(ImportError):
+        _warm_up()
+    if options:
+        home = options["home"]
+        missing = sandbox.confine(
+            memory_bytes=int(options["memory_bytes"]),
+            ceiling_bytes=int(options["ceiling_bytes"]),
+            readable=options["readable"],
+            writable=[home, *sandbox.SYSTEM_WRITABLE],
+        )
+        if missing:
+            print(f"reader: not applied here: {', '.join(missing)}", file=sys.stderr)
+    cpu_s = float(options.get("cpu_s", 0))
 
     def send(reply: tuple[Any, ...]) -> None:
         frame = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
@@ -425,14 +796,37 @@ def child_main() -> None:
         while data:
             data = data[os.write(replies, data) :]
 
+    def receive() -> tuple[Any, ...] | None:
+        header = _read_exactly(requests, _LENGTH.size)
+        body = _read_exactly(requests, _LENGTH.unpack(header)[0]) if header else None
+        return None if body is None else pickle.loads(body)  # from the gateway's own code
+
     try:
         send(("ready",))
+        baseline = sandbox.resident_bytes()
         while True:
-            header = _read_exactly(requests, _LENGTH.size)
-            body = _read_exactly(requests, _LENGTH.unpack(header)[0]) if header else None
-            if body is None:
+            try:
+                request = receive()
+            except MemoryError:  # the mail alone is more than the budget
+                send(("over", "memory", True))
+                return
+            if request is None or request[0] != "read":
                 return  # the gateway closed our stdin, or died
-            raw, limits = pickle.loads(body)
-            send(_answer(raw, limits))
+            _, raw, limits = request
+            if limits.office_converter is not None:
+                turn = _Turn(send, receive)
+                limits = dataclasses.replace(
+                    limits, office_converter=_InTurn(limits.office_converter, turn.wait)
+                )
+            if cpu_s:
+                sandbox.cpu_budget(cpu_s)
+            answer = _answer(raw, limits)
+            if cpu_s:
+                sandbox.cpu_unbounded()
+            del raw, limits
+            leave = answer[0] == "over" or sandbox.resident_bytes() - baseline > _GROWTH_BYTES
+            send((*answer, leave))
+            if leave:
+                return
     except BrokenPipeError:
         return  # the gateway is gone
