@@ -4,7 +4,7 @@ Starlette served by uvicorn on the gateway's own event loop, on ``http.listen``
 (port 0 picks a free one; the address is logged). Routes:
 
     GET  /healthz          liveness: the process answers ("ok")
-    GET  /readyz           store writable, eFax reachable, polls fresh (health.py)
+    GET  /readyz           store writable, eFax reachable, a reader ready, polls fresh (health.py)
     GET  /metrics          Prometheus text (health.py, gateway.metrics)
     POST /webhooks/efax    eFax notifications, HMAC verified, a trigger only (webhook.py)
 

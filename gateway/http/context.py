@@ -37,3 +37,5 @@ class HttpContext:
     # start); empty when no mailbox is polled.
     polled_since: Callable[[], Mapping[str, float]]
     wake: Wake
+    # A reader process is ready to read mail (gateway.smtp.reading); none: SMTP answers 451.
+    readers_ready: Callable[[], bool] = lambda: True

@@ -53,6 +53,7 @@ async def readiness(ctx: HttpContext) -> dict[str, str]:
     except TimeoutError:
         up = False
     checks["efax"] = "ok" if up else "unreachable"
+    checks["readers"] = "ok" if ctx.readers_ready() else "none ready: mails get 451 until one starts"
     limit = STALE_POLLS * ctx.settings.inbound.poll_interval_s
     try:
         stale = {uid: now - at for uid, at in (await last_polls(ctx)).items() if now - at > limit}

@@ -322,6 +322,13 @@ class MailReaders:
         """The children starting or reading (not those ended or told to)."""
         return [c.process.pid for c in self._children if c.alive]
 
+    async def wait_ready(self, timeout_s: float) -> bool:
+        """Wait until a child is ready (at most ``timeout_s``); whether one is."""
+        deadline = time.monotonic() + timeout_s
+        while not self.ready and time.monotonic() < deadline and not self._stopping:
+            await asyncio.sleep(0.01)
+        return self.ready
+
     @property
     def idle_pids(self) -> list[int]:
         """The children ready and waiting for a mail, the next one to be handed a mail first."""

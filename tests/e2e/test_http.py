@@ -63,7 +63,10 @@ async def test_healthz_and_readyz_when_all_is_well(gw: Gateway) -> None:
     assert live.status_code == 200 and live.text == "ok\n"
     ready = await get(gw, "/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json() == {"ready": True, "checks": {"store": "ok", "efax": "ok", "polls": "ok"}}
+    assert ready.json() == {
+        "ready": True,
+        "checks": {"store": "ok", "efax": "ok", "readers": "ok", "polls": "ok"},
+    }
 
 
 async def test_readyz_fails_when_the_last_poll_is_older_than_three_intervals(gw: Gateway) -> None:
