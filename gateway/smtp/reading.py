@@ -311,6 +311,7 @@ class MailReaders:
         self._turns = asyncio.Semaphore(max(1, self.budget.office_conversions))
         self._switch_user = os.geteuid() == 0 if hasattr(os, "geteuid") else False
         self._stopping = False
+        self._first_ready = asyncio.Event()
 
     async def start(self) -> None:
         """Start the children; they take mail once they have said they are ready."""
@@ -324,9 +325,8 @@ class MailReaders:
 
     async def wait_ready(self, timeout_s: float) -> bool:
         """Wait until a child is ready (at most ``timeout_s``); whether one is."""
-        deadline = time.monotonic() + timeout_s
-        while not self.ready and time.monotonic() < deadline and not self._stopping:
-            await asyncio.sleep(0.01)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_ready.wait(), timeout_s)
         return self.ready
 
     @property
@@ -571,6 +571,7 @@ class MailReaders:
                 child.end()
             else:
                 child.ready = True
+                self._first_ready.set()
                 self._stillborn = 0
                 self._give_back(child, leave=False)
             code = await child.process.wait()
