@@ -82,6 +82,7 @@ class Gateway:
                 wall_s=s.smtp.reader_timeout_s,
                 memory_bytes=s.smtp.reader_memory_mb * 1024 * 1024,
                 office_conversions=s.smtp.office_conversions,
+                total_bytes=s.smtp.reader_memory_total_mb * 1024 * 1024,
             ),
             user=s.smtp.reader_user,
         )

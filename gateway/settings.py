@@ -129,7 +129,7 @@ class SmtpSettings(_Section):
         30, gt=0, description="CPU seconds reading one mail may take; more: refused with 554 5.6.0"
     )
     reader_timeout_s: float = Field(
-        60,
+        40,
         gt=0,
         description=(
             "seconds reading one mail may take (waiting for a LibreOffice turn not counted); "
@@ -140,6 +140,14 @@ class SmtpSettings(_Section):
         1024,
         ge=256,
         description="memory (address space) one reader may use, MB; a mail needing more: 552 5.3.4",
+    )
+    reader_memory_total_mb: int = Field(
+        640,
+        ge=128,
+        description=(
+            "memory all readers together (LibreOffice counted) may grow above idle, MB; past it "
+            "the largest is stopped and its mail answered 452 4.3.1 (sent again later)"
+        ),
     )
     office_conversions: int = Field(
         1, ge=1, le=32, description="LibreOffice conversions at once, all mails together; more wait in line"

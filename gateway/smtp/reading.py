@@ -109,6 +109,7 @@ _GIVE_UP_AFTER: Final = 3  # children in a row that die before they are ready: p
 _RETRY_MIN_S: Final = 5.0
 _RETRY_MAX_S: Final = 60.0
 _READY_WITHIN_S: Final = 30.0  # a child that has not said it is ready by then is killed
+_WATCH_S: Final = 0.05  # how often the readers' memory together is looked at
 IDLE_S: Final = 60.0  # a child above ``processes`` leaves after this long without a mail
 _GROWTH_BYTES: Final = 64 * 1024 * 1024  # a child that grew this much while reading leaves
 # Where LibreOffice may take more address space than a reader (gateway.convert.office).
@@ -133,9 +134,12 @@ class ReaderBudget:
     """What reading one mail may cost, and how many LibreOffice conversions run at once."""
 
     cpu_s: float = 30.0
-    wall_s: float = 60.0
+    wall_s: float = 40.0
     memory_bytes: int = 1024 * 1024 * 1024
     office_conversions: int = 1
+    # What all readers together (LibreOffice counted) may grow above their idle size; the
+    # largest of them is stopped when they pass it, its mail answered 452 (try later).
+    total_bytes: int = 640 * 1024 * 1024
 
 
 class Unread(Exception):
@@ -257,6 +261,10 @@ class _Child:
         self.idle_since = time.monotonic()
         self.ending = False  # the pool ended it (budget, recycling, stop): no warning
         self.reading = False  # it has a mail: the mail's reader says what became of it
+        self.idle_bytes = 0  # its resident size once ready
+        # Stopped because the readers together grew too big: "alone" (it was the only one
+        # reading) or "crowded" (others were too); "" while it is not.
+        self.crowded_out = ""
 
     @property
     def alive(self) -> bool:
@@ -317,6 +325,37 @@ class MailReaders:
         """Start the children; they take mail once they have said they are ready."""
         for _ in range(self.processes):
             self._start_one()
+        task = asyncio.create_task(self._watch_memory(), name="reader-memory")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch_memory(self) -> None:
+        """Every ``_WATCH_S``: when the readers together (each with its LibreOffice) have
+        grown more than ``budget.total_bytes`` above the idle size of the ``processes``
+        kept ready, stop the largest one
+        that is reading; its mail gets 452, to be sent again when the gateway is less busy."""
+        while not self._stopping:
+            await asyncio.sleep(_WATCH_S)
+            reading = [c for c in self._children if c.reading and c.alive]
+            if not reading:
+                continue
+            sizes = {c: _tree_resident_bytes(c.process.pid) for c in self._children if c.alive and c.ready}
+            # Above what the children kept ready weigh idle: a child started for a busy
+            # moment counts whole, since it too is memory the mails cost.
+            idle = sorted(c.idle_bytes for c in sizes)[: self.processes]
+            growth = sum(sizes.values()) - sum(idle)
+            if growth <= self.budget.total_bytes:
+                continue
+            largest = max(reading, key=lambda c: sizes.get(c, 0) - c.idle_bytes)
+            # Alone, retrying later cannot help it: refused for good. Else it waits its turn.
+            largest.crowded_out = "alone" if len(reading) == 1 else "crowded"
+            largest.end()
+            log.warning(
+                "reader processes grew %d MB above idle (more than %d MB); the largest was stopped",
+                growth >> 20,
+                self.budget.total_bytes >> 20,
+                extra=event("reader over budget", budget="total memory"),
+            )
 
     @property
     def pids(self) -> list[int]:
@@ -438,7 +477,15 @@ class MailReaders:
                         message = await child.receive()
                     if message == ("turn",) and not turn:
                         asked = loop.time()
-                        await self._turns.acquire()
+                        try:
+                            async with asyncio.timeout(self.budget.wall_s):
+                                await self._turns.acquire()
+                        except TimeoutError:
+                            raise ReaderUnavailable(
+                                "no LibreOffice turn in time",
+                                "451 4.3.2 The gateway is busy converting other documents; please "
+                                "try again later.",
+                            ) from None
                         turn = True
                         deadline += loop.time() - asked  # waiting in line is not reading
                         await child.send(("go",))
@@ -455,6 +502,19 @@ class MailReaders:
                 raise OverBudget("wall time", _too_long(self.budget)) from None
             except (asyncio.IncompleteReadError, ConnectionError) as err:
                 code = await _exit_code(child.process)
+                if child.crowded_out == "alone":
+                    raise OverBudget(
+                        "total memory, alone",
+                        f"552 5.3.4 This mail needs more memory to read than the gateway allows "
+                        f"({self.budget.total_bytes >> 20} MB). Send the documents as PDF "
+                        "files, smaller images, or one at a time.",
+                    ) from None
+                if child.crowded_out:
+                    raise OverBudget(
+                        "total memory",
+                        "452 4.3.1 The gateway is reading other large mails and has no memory free "
+                        "for this one; please try again later.",
+                    ) from None
                 if code == -signal.SIGXCPU:
                     log.warning(
                         "a reader process used more than %g s of CPU on a mail; it ended",
@@ -486,13 +546,13 @@ class MailReaders:
             case ("over", "memory", _):
                 log.warning(
                     "a mail needed more than %d MB to read; refused",
-                    self.budget.memory_bytes // 1_000_000,
+                    self.budget.memory_bytes >> 20,
                     extra=event("reader over budget", budget="memory"),
                 )
                 raise OverBudget(
                     "memory",
                     f"552 5.3.4 This mail needs more memory to read than the gateway allows "
-                    f"({self.budget.memory_bytes // 1_000_000} MB). Send the documents as PDF "
+                    f"({self.budget.memory_bytes >> 20} MB). Send the documents as PDF "
                     "files, smaller images, or one at a time.",
                 )
             case ("failed", str(why), _):
@@ -571,6 +631,7 @@ class MailReaders:
                 child.end()
             else:
                 child.ready = True
+                child.idle_bytes = _tree_resident_bytes(child.process.pid)
                 self._first_ready.set()
                 self._stillborn = 0
                 self._give_back(child, leave=False)
@@ -702,6 +763,26 @@ def _too_long(budget: ReaderBudget) -> str:
         f"{budget.cpu_s:g} s of work); the gateway does not fax it. Send the documents as PDF "
         "files, or one at a time."
     )
+
+
+def _tree_resident_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and its descendants (LibreOffice), from /proc; 0 unknown."""
+    total, todo, seen = 0, [pid], set()
+    page = os.sysconf("SC_PAGE_SIZE")
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            with open(f"/proc/{current}/statm") as statm:
+                total += int(statm.read().split()[1]) * page
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    todo.extend(int(child) for child in children.read().split())
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 async def _exit_code(process: asyncio.subprocess.Process) -> int | None:

@@ -245,6 +245,25 @@ async def test_a_mail_over_its_memory_is_refused_552_and_the_child_leaves() -> N
         await roomy.stop()
 
 
+async def test_readers_growing_past_their_total_stop_the_largest_alone_it_is_refused_552() -> None:
+    """The pool-wide memory budget (LibreOffice counted): a mail that alone takes the readers
+    past it is refused for good; the child goes, the pool goes on."""
+    big = _mail_with(_big_pdf(30_000_000), "application", "pdf", "big.pdf")
+    pool = MailReaders(1, max_processes=2, budget=ReaderBudget(total_bytes=40 * 1024 * 1024))
+    await pool.start()
+    try:
+        (pid,) = await _until_ready(pool)
+        with pytest.raises(OverBudget) as refused:
+            await pool.read(big, FULL)
+        assert refused.value.reply.startswith(
+            "552 5.3.4 This mail needs more memory to read than the gateway allows (40 MB)"
+        )
+        await wait_until(lambda: not _alive(pid))
+        assert (await pool.read(corpus.text_only(), FULL)).extraction.body_is_document
+    finally:
+        await pool.stop()
+
+
 async def test_a_stuck_mail_does_not_hold_up_the_next_one() -> None:
     """No head-of-line blocking: the next mail goes to another child (started for it)."""
     pool = MailReaders(1, max_processes=2, budget=ReaderBudget(wall_s=30))
