@@ -198,7 +198,8 @@ def main() -> int:
             watcher.start()
             time.sleep(0.5)
             senders = [
-                threading.Thread(target=hostile, args=(label, data, 100 + i)) for i, (label, data) in enumerate(mails)
+                threading.Thread(target=hostile, args=(label, data, 100 + i))
+                for i, (label, data) in enumerate(mails)
             ]
             for thread in senders:
                 thread.start()
@@ -221,14 +222,23 @@ def main() -> int:
     worst_health = max(health, default=float("inf"))
     growth = (peak_kb - idle_kb) * 1024
     ok_hostile = len(replies) == len(mails) + len(kinds) and worst_hostile <= HOSTILE_BAR_S
-    print(f"hostile mails answered: {len(replies)}/{len(mails) + len(kinds)}, worst {worst_hostile:.1f} s "
-          f"(bar {HOSTILE_BAR_S:g} s: {verdict(ok_hostile)})")
-    print(f"canary: {len(canaries)} sent, {refused_canaries} not 250, worst {worst_canary:.2f} s "
-          f"(bar {CANARY_BAR_S:g} s, all 250: {verdict(refused_canaries == 0 and worst_canary <= CANARY_BAR_S)})")
-    print(f"/healthz: {len(health)} asked, worst {worst_health:.2f} s (bar {HEALTH_BAR_S:g} s: "
-          f"{verdict(worst_health <= HEALTH_BAR_S)})")
-    print(f"RSS, gateway and children: idle {idle_kb / 1024:.0f} MiB, peak {peak_kb / 1024:.0f} MiB, "
-          f"growth {growth / 1024**2:.0f} MiB (bar {RSS_BAR / 1024**2:.0f} MiB: {verdict(growth <= RSS_BAR)})")
+    print(
+        f"hostile mails answered: {len(replies)}/{len(mails) + len(kinds)}, worst {worst_hostile:.1f} s "
+        f"(bar {HOSTILE_BAR_S:g} s: {verdict(ok_hostile)})"
+    )
+    ok_canary = refused_canaries == 0 and worst_canary <= CANARY_BAR_S
+    print(
+        f"canary: {len(canaries)} sent, {refused_canaries} not 250, worst {worst_canary:.2f} s "
+        f"(bar {CANARY_BAR_S:g} s, all 250: {verdict(ok_canary)})"
+    )
+    print(
+        f"/healthz: {len(health)} asked, worst {worst_health:.2f} s (bar {HEALTH_BAR_S:g} s: "
+        f"{verdict(worst_health <= HEALTH_BAR_S)})"
+    )
+    print(
+        f"RSS, gateway and children: idle {idle_kb / 1024:.0f} MiB, peak {peak_kb / 1024:.0f} MiB, "
+        f"growth {growth / 1024**2:.0f} MiB (bar {RSS_BAR / 1024**2:.0f} MiB: {verdict(growth <= RSS_BAR)})"
+    )
     return 0
 
 
