@@ -19,7 +19,9 @@ an RFC 3463 code and a sentence a person understands, and is written to the audi
   5.7.1), upstream sender verification missing (550 5.7.1), nothing to fax (554 5.6.0),
   too many pages or documents, or over eFax's 100 MB (552 5.3.4), over a sending limit
   (451 4.7.1, with when to try again), store trouble (451 4.3.0); too big overall
-  (552 5.3.4, from the server)
+  (552 5.3.4, from the server). Lines of any length are taken; only the mail's size is
+  bounded.
+- any command: a command line over RFC 5321's 512 characters (500 5.5.2, from the server)
 
 Who: an authenticated user may send from the mailboxes it is bound to (``users``); a
 trusted network (``smtp.trusted_networks``) from any mailbox whose ``senders`` match.
@@ -161,6 +163,18 @@ class FaxHandler(AuthMechanisms):
         if self.metrics is not None:
             self.metrics.smtp_refusal(421)
         log.warning("connection refused: %s", reply, extra=event("connection refused", peer=ip))
+
+    def protocol_refused(self, session: Session, envelope: Envelope | None, reply: str, stage: str) -> None:
+        """A refusal the protocol layer answered (too big, command line too long...):
+        logged and audited like the handler's own."""
+        txn = _transaction(envelope) if envelope is not None else None
+        self._refuse(
+            reply,
+            stage,
+            session,
+            sender=envelope.mail_from if envelope is not None else None,
+            numbers=[n.wire for _, n in txn.recipients] if txn is not None else None,
+        )
 
     def reply_sent(self, reply: str) -> None:
         code = reply[:3]
