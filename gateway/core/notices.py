@@ -127,25 +127,34 @@ def match_destinations(numbers: Sequence[str], destinations: Sequence[str]) -> l
 
 
 def report_recipient(
-    report_to: str, *, header_from: str, trusted: bool, senders: Sequence[str] | None
+    report_to: str, *, header_from: str, senders: Sequence[str] | None
 ) -> tuple[str | None, str]:
     """(address, "") when a report may go to ``report_to``, else (None, why not).
 
     Never to an empty address, ``<>`` or MAILER-DAEMON, and never to an address outside
-    the mailbox's senders (no backscatter), except the Reply-To a trusted session (a
-    scanner) asked for, which the SMTP handler stored as ``report_to`` (it then differs
-    from the From: address).
+    the mailbox's senders (no backscatter, and no report carried out of the organisation
+    by a Reply-To). ``report_to`` is the From: address, or a trusted scanner's Reply-To
+    that is itself one of the senders (the SMTP handler chose it); when it is no longer
+    a sender, the report goes to the From: address if that still is one.
     """
     if senders is None:
         return None, "the mailbox is no longer configured"
-    address = parseaddr(report_to or "")[1].strip()
+    why = "there is no usable address to report to"
+    for candidate in dict.fromkeys((report_to or "", header_from or "")):
+        address, why = _reportable(candidate, senders)
+        if address is not None:
+            return address, ""
+    return None, why
+
+
+def _reportable(candidate: str, senders: Sequence[str]) -> tuple[str | None, str]:
+    address = parseaddr(candidate)[1].strip()
     local, at, domain = address.rpartition("@")
     if not address or address == "<>" or not at or not local or "." not in domain:
         return None, "there is no usable address to report to"
     if local.lower() in ("mailer-daemon", "postmaster"):
         return None, "reports never go to MAILER-DAEMON"
-    reply_to_of_trusted = trusted and address.lower() != parseaddr(header_from)[1].strip().lower()
-    if not reply_to_of_trusted and not sender_matches(address, list(senders)):
+    if not sender_matches(address, list(senders)):
         return None, "the address is not one of the mailbox's senders"
     return address, ""
 

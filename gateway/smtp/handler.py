@@ -536,9 +536,7 @@ class FaxHandler(AuthMechanisms):
         raw = bytes(envelope.original_content or b"")
         extraction = mail.extraction
         names = _display_names(mail.to_cc)
-        reply_to = parseaddr(mail.reply_to)[1]
-        trusted_only = self.is_trusted(session) and self.user(session) is None
-        report_to = reply_to if (reply_to and trusted_only) else header_from
+        report_to = self._report_to(session, mail.reply_to, mailbox, header_from)
         now = self.clock()
         job_id = new_job_id(now)
         from_name = parseaddr(mail.from_field)[0]
@@ -570,6 +568,17 @@ class FaxHandler(AuthMechanisms):
             raw=raw,
             documents=[_new_document(d, raw) for d in extraction.documents],
         )
+
+    def _report_to(self, session: Session, reply_to_field: str, mailbox: Mailbox, header_from: str) -> str:
+        """Where the reports of this mail go: the From: address, or a trusted scanner's Reply-To
+        when that address is itself one of the mailbox's senders. Behind a trusted MTA every
+        session is trusted, so any other Reply-To would carry the report (numbers, subject)
+        out of the organisation while the sender hears nothing."""
+        reply_to = parseaddr(reply_to_field)[1]
+        trusted_only = self.is_trusted(session) and self.user(session) is None
+        if reply_to and trusted_only and sender_matches(reply_to, mailbox.senders):
+            return reply_to
+        return header_from
 
     # -- helpers ----------------------------------------------------------------------------
     def _refuse(

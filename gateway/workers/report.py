@@ -8,9 +8,10 @@ Produces: one mail per job, worded by ``gateway.core.notices``, sent through
 the relay or written to the Maildir (``gateway.mail``), and a ``report sent`` event.
 
 - Envelope sender ``<>``, ``Auto-Submitted: auto-replied``, threaded under the
-  original mail. Recipient: the stored ``report_to`` only when
-  ``notices.report_recipient`` allows it (never ``<>``, MAILER-DAEMON, or an address
-  outside the mailbox's senders, except a trusted scanner session's Reply-To).
+  original mail. Recipient: the stored ``report_to`` (the From: address, or a trusted
+  scanner's Reply-To that is one of the mailbox's senders) only when
+  ``notices.report_recipient`` allows it: never ``<>``, MAILER-DAEMON, or an address
+  outside the mailbox's senders.
 - ``Mailbox.reports``: "failures" skips the report of a mail delivered everywhere.
 - Settings: ``timezone`` (times in the report), ``relay.from_address`` (From:).
 - Failures: the relay down or answering 4xx defers the job with backoff
@@ -159,7 +160,6 @@ class Reporter(Worker):
         to, why = notices.report_recipient(
             message.report_to,
             header_from=message.header_from,
-            trusted=message.auth.startswith("trusted "),
             senders=mailbox.senders if mailbox is not None else None,
         )
         if to is None:

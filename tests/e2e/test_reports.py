@@ -11,7 +11,7 @@ import pytest
 from gateway.app import Gateway
 from gateway.simulator.server import RunningSimulator
 from gateway.store.base import JobKind, JobState
-from tests.e2e.conftest import MAILBOXES, MailFields, pdf_mail, sim_post, smtp_send
+from tests.e2e.conftest import ALICE, MAILBOXES, MailFields, pdf_mail, sim_post, smtp_send
 from tests.e2e.tracking_helpers import job_state, reports_for, start_gateway
 from tests.helpers import wait_until
 from tests.sink import SmtpSink
@@ -162,21 +162,39 @@ async def test_a_refused_submission_gets_a_failure_report(
     assert len(reports_for(tmp_path, job_id)) == 1
 
 
-async def test_a_trusted_scanner_gets_its_report_at_its_reply_to(
-    tmp_path: Path, simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("sender", "reply_to", "report_to"),
+    [
+        (ALICE, "someone@outside.example", ALICE),  # behind a trusted MTA: not out of the organisation
+        (ALICE, "Bob <bob@example.com>", "bob@example.com"),  # one of the mailbox's senders
+        ("mfp@scan.example.com", "desk@scan.example.com", "desk@scan.example.com"),  # a scanner's desk
+        ("mfp@scan.example.com", "carol@staff.example.org", "mfp@scan.example.com"),
+    ],
+)
+async def test_a_reply_to_is_followed_only_when_it_is_one_of_the_mailbox_senders(
+    tmp_path: Path,
+    simulator: RunningSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+    sender: str,
+    reply_to: str,
+    report_to: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     gw = await start_gateway(tmp_path, simulator)
     try:
-        mail = pdf_mail(sender="mfp@scan.example.com")
-        mail["Reply-To"] = "carol@staff.example.org"
-        result = await smtp_send(gw.smtp_port, mail, sender="mfp@scan.example.com")
-        assert result.code == 250
+        mail = pdf_mail(sender=sender)
+        mail["Reply-To"] = reply_to
+        result = await smtp_send(gw.smtp_port, mail, sender=sender)
+        assert result.code == 250, result
         [report] = await wait_until(lambda: reports_for(tmp_path, result.job_id))
+        assert gw.store is not None
+        stored = await gw.store.message(result.job_id)
     finally:
         await gw.stop()
-    assert report.to == ["carol@staff.example.org"] and report.sender == "<>"
-    assert report.message["To"] == "carol@staff.example.org"
+    assert report.to == [report_to] and report.sender == "<>"
+    assert report.message["To"] == report_to
+    assert stored is not None and stored.report_to == report_to
+    assert report.message["Subject"] == "Fax delivered: Contract"
 
 
 async def test_no_report_to_an_address_outside_the_senders(
