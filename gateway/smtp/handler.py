@@ -87,6 +87,7 @@ class _Transaction:
 
     mailboxes: list[Mailbox] = field(default_factory=list)
     recipients: list[tuple[str, FaxNumber]] = field(default_factory=list)  # (address, number)
+    deferred: list[FaxNumber] = field(default_factory=list)  # 452 4.5.3: over smtp.max_recipients
     partial: tuple[str, str] | None = None  # (sender key, id) when this DATA completed a split mail
 
 
@@ -271,9 +272,14 @@ class FaxHandler(AuthMechanisms):
         if any(n.wire == number.wire for _, n in txn.recipients):
             return "250 2.1.5 Recipient ok (already listed)"
         if len(txn.recipients) >= self.settings.smtp.max_recipients:
+            # A mail server delivers the rest in another transaction (RFC 5321 4.5.3.1.10);
+            # the reports of both say so (MessageOptions.deferred).
+            if all(n.wire != number.wire for n in txn.deferred):
+                txn.deferred.append(number)
+            taken = len(txn.recipients)
             return self._refuse(
-                f"452 4.5.3 Too many fax recipients in one mail (at most "
-                f"{self.settings.smtp.max_recipients}); send the rest in another mail.",
+                f"452 4.5.3 Too many fax recipients: this mail takes {taken} numbers, the ones "
+                "accepted so far; send the rest in another mail.",
                 "rcpt",
                 session,
                 sender=sender,
@@ -549,6 +555,7 @@ class FaxHandler(AuthMechanisms):
             body_is_document=extraction.body_is_document,
             left_out=tuple(LeftOut(x.filename, x.reason) for x in extraction.left_out),
             pages=extraction.pages,
+            deferred=tuple(n.pretty for n in txn.deferred),
         )
         return NewMessage(
             id=job_id,

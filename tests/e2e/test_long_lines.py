@@ -11,6 +11,7 @@ import json
 import shutil
 import smtplib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,9 +72,9 @@ def long_line_mail(pdf: bytes) -> bytes:
     return "\r\n".join(lines).encode()
 
 
-async def one_fax(sim: RunningSimulator) -> dict[str, object]:
+async def one_fax(sim: RunningSimulator) -> dict[str, Any]:
     [summary] = await wait_until(lambda: sim_get(sim, "/_sim/faxes"), timeout=10)
-    fax: dict[str, object] = await sim_get(sim, f"/_sim/faxes/{summary['fax_id']}")
+    fax: dict[str, Any] = await sim_get(sim, f"/_sim/faxes/{summary['fax_id']}")
     return fax
 
 
@@ -108,10 +109,10 @@ async def test_swaks_sends_unwrapped_base64_and_long_html_lines_and_they_are_fax
         job_id = out.split("queued as ", 1)[1].split()[0]
         fax = await one_fax(simulator)
         [report] = await wait_until(lambda: reports_for(tmp_path, job_id), timeout=10)
-    [document] = fax["documents"]  # type: ignore[index]
+    [document] = fax["documents"]
     assert document["document_type"] == "PDF"
     assert base64.b64decode(document["document_content"]) == pdf  # byte for byte
-    message = fax["fax_options"]["cover_page_options"]["message"]  # type: ignore[index]
+    message = fax["fax_options"]["cover_page_options"]["message"]
     assert message.startswith("word0 word1 ") and message.endswith(END_OF_TEXT)  # the long line, whole
     assert report.message["Subject"] == "Fax delivered: Scanned contract"
     assert "scan.pdf (pdf, 2 pages)" in report.text
@@ -126,7 +127,7 @@ async def test_smtplib_sends_the_same_mail_and_it_is_taken(
         result = await smtp_send(gw.smtp_port, long_line_mail(pdf), rcpts=[RCPT])
         assert (result.code, result.stage) == (250, "data"), result
         fax = await one_fax(simulator)
-    [document] = fax["documents"]  # type: ignore[index]
+    [document] = fax["documents"]
     assert base64.b64decode(document["document_content"]) == pdf
 
 
