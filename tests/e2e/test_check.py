@@ -160,6 +160,22 @@ async def test_a_relay_that_demands_auth_the_settings_do_not_use(
     assert 'relay.tls = "starttls": passwords only over TLS' in out
 
 
+async def test_a_relay_that_offers_auth_only_after_starttls_to_settings_signing_in_in_clear(
+    tmp_path: Path, relays: Callable[..., Any]
+) -> None:
+    relay = await relays(
+        SmtpSink(), tls_context=_server_tls(), auth_required=True, authenticator=_refuse_everyone
+    )
+    toml = _relay_toml(relay.port, tls="none", username="fax-gateway", password="relay-password-do-not-log")
+    code, out = await run_check(tmp_path, toml + CLEAN_MAILBOXES)
+    assert code == 2, out
+    assert (
+        f"relay: 127.0.0.1:{relay.port} offers no AUTH on a connection in clear (most relays offer it "
+        'only after STARTTLS): set relay.tls = "starttls".'
+    ) in out
+    assert "relay-password-do-not-log" not in out
+
+
 @pytest.mark.parametrize(
     ("reply", "says"),
     [

@@ -21,7 +21,7 @@ import pytest
 from gateway.simulator.config import SimulatorConfig
 from gateway.simulator.server import RunningSimulator, start_simulator
 from tests.e2e.conftest import ALICE, pdf_mail
-from tests.e2e.tracking_helpers import Report, reports_for, start_gateway
+from tests.e2e.tracking_helpers import Report, reports_for, run_queue, start_gateway
 from tests.helpers import wait_until
 
 NUMBERS = [f"1323555{n:04d}" for n in range(1201, 1206)]  # five numbers; the gateway takes three
@@ -95,7 +95,10 @@ def _one(tmp_path: Path, job_id: str) -> Report:
 
 
 async def test_the_rest_retried_later_each_report_says_where_the_other_numbers_went(
-    tmp_path: Path, simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    simulator: RunningSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
     gw = await start_gateway(tmp_path, simulator, smtp={"max_recipients": 3})
@@ -113,6 +116,9 @@ async def test_the_rest_retried_later_each_report_says_where_the_other_numbers_w
         second = await mta.attempt()
         assert [code for _, code, _ in second.replies] == [250, 250] and mta.queued == []
         later = await wait_until(lambda: _one(tmp_path, second.job_id), timeout=10)
+        capsys.readouterr()
+        assert await run_queue(gw, "show", first.job_id) == 0
+        shown = capsys.readouterr().out
     finally:
         await gw.stop()
     assert early.message["Subject"] == later.message["Subject"] == "Fax delivered: Contract"
@@ -135,6 +141,7 @@ async def test_the_rest_retried_later_each_report_says_where_the_other_numbers_w
     ) in " ".join(later.text.split())
     assert "asked your mail server" not in later.text
     assert "delivered it in parts" in early.html and "delivered it in parts" in later.html
+    assert f"  not  {PRETTY[3]}: over smtp.max_recipients (452), left for another delivery" in shown
 
 
 async def test_the_rest_delivered_at_once_both_reports_name_the_other_part(
