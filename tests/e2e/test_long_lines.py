@@ -32,14 +32,31 @@ def padded_pdf(min_bytes: int) -> bytes:
     return pdf
 
 
-def long_line_mail(pdf: bytes) -> bytes:
-    """Text and HTML of one long line each, and the PDF as one unwrapped base64 line, as a
-    script or scanner writes them (CRLF line ends, nothing folded)."""
+def long_line_mail(pdf: bytes, *, html_only: bool = False) -> bytes:
+    """Text and HTML of one long line each (or the HTML alone), and the PDF as one unwrapped
+    base64 line, as a script or scanner writes them (CRLF line ends, nothing folded)."""
     words = " ".join(f"word{n}" for n in range(900)) + " " + END_OF_TEXT  # about 8000 characters
     html = "<html><body><table><tr>" + "".join(f"<td>cell {n}</td>" for n in range(400)) + "</tr></table>"
     html += f"<p>{words}</p></body></html>"
     encoded = base64.b64encode(pdf).decode()
     assert len(encoded) > 5000 and len(html) > 5000 and len(words) > 5000
+    if html_only:
+        body = ["--outer", "Content-Type: text/html; charset=utf-8", "", html]
+    else:
+        body = [
+            "--outer",
+            'Content-Type: multipart/alternative; boundary="inner"',
+            "",
+            "--inner",
+            "Content-Type: text/plain; charset=utf-8",
+            "",
+            words,
+            "--inner",
+            "Content-Type: text/html; charset=utf-8",
+            "",
+            html,
+            "--inner--",
+        ]
     lines = [
         f"From: Alice <{ALICE}>",
         f"To: <{RCPT}>",
@@ -48,18 +65,7 @@ def long_line_mail(pdf: bytes) -> bytes:
         "MIME-Version: 1.0",
         'Content-Type: multipart/mixed; boundary="outer"',
         "",
-        "--outer",
-        'Content-Type: multipart/alternative; boundary="inner"',
-        "",
-        "--inner",
-        "Content-Type: text/plain; charset=utf-8",
-        "",
-        words,
-        "--inner",
-        "Content-Type: text/html; charset=utf-8",
-        "",
-        html,
-        "--inner--",
+        *body,
         "--outer",
         'Content-Type: application/pdf; name="scan.pdf"',
         'Content-Disposition: attachment; filename="scan.pdf"',
@@ -118,17 +124,20 @@ async def test_swaks_sends_unwrapped_base64_and_long_html_lines_and_they_are_fax
     assert "scan.pdf (pdf, 2 pages)" in report.text
 
 
-async def test_smtplib_sends_the_same_mail_and_it_is_taken(
-    tmp_path: Path, simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("html_only", [False, True])
+async def test_smtplib_sends_long_lines_and_they_are_faxed_intact(
+    tmp_path: Path, simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch, html_only: bool
 ) -> None:
     monkeypatch.chdir(tmp_path)
     pdf = padded_pdf(20_000)
     async with Gateway(gateway_settings(tmp_path, simulator.base_url)) as gw:
-        result = await smtp_send(gw.smtp_port, long_line_mail(pdf), rcpts=[RCPT])
+        result = await smtp_send(gw.smtp_port, long_line_mail(pdf, html_only=html_only), rcpts=[RCPT])
         assert (result.code, result.stage) == (250, "data"), result
         fax = await one_fax(simulator)
     [document] = fax["documents"]
     assert base64.b64decode(document["document_content"]) == pdf
+    message = fax["fax_options"]["cover_page_options"]["message"]  # the HTML's text, its long line whole
+    assert END_OF_TEXT in message and "word0 word1 word2" in message
 
 
 def _audited(path: Path) -> list[dict[str, object]]:
