@@ -5,8 +5,8 @@ documents, the zone, ``now``) into an ``EmailMessage``: subject "Fax delivered: 
 subject>" (or failed, cancelled, not confirmed...), threaded under the original with
 ``In-Reply-To``/``References``, ``Auto-Submitted: auto-replied``, a text part and an HTML
 part saying for each destination the number and name, the outcome, pages, duration,
-attempts and times, and for a failure the reason in plain words, whether eFax retried
-or will retry, and what the sender can do.
+attempts and times, and for a failure the reason in plain words, what eFax tried and
+whether it will try again, and what the sender can do.
 
 Three kinds of report (``Report.kind``):
 
@@ -21,10 +21,16 @@ Three kinds of report (``Report.kind``):
   administrator decides.
 
 "Delivered" is said only for ``FaxStatus.DELIVERED``, i.e. when eFax said COMPLETE.
+Small truths: retries are worded from eFax's count of attempts (one attempt is never
+"retried"); eFax's page count includes the cover page, and the report says so beside
+the documents' pages; a mail its mail server delivered in parts (``smtp.max_recipients``)
+says which numbers this report covers and where the others went (``deferred``,
+``other_deliveries``).
 
-Also here: ``report_recipient`` (who may receive a report: no backscatter) and ``wanted``
-(``Mailbox.reports``: "all" or "failures"). eFax's E-codes in plain words are in
-``gateway.core.result_codes``.
+Also here: ``report_recipient`` (who may receive a report: no backscatter, no Reply-To
+outside the mailbox's senders), ``wanted`` (``Mailbox.reports``: "all" or "failures")
+and ``from_field`` (the From: of mail the gateway writes, with its display name). eFax's
+E-codes in plain words are in ``gateway.core.result_codes``.
 """
 
 from __future__ import annotations
