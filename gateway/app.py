@@ -217,7 +217,7 @@ class Gateway:
         reaper = PartialReaper(
             self.store,
             self.mail,
-            from_address=s.relay.from_address,
+            from_address=s.relay.from_header,
             window_s=s.smtp.partial_window_s,
             policy=policy,
             name="partial-0",

@@ -41,6 +41,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from gateway.core.notices import from_field
 from gateway.core.passwords import parse_hash
 from gateway.core.tracking import TrackingSchedule
 
@@ -218,10 +219,22 @@ class RelaySettings(_Section):
     password: SecretStr = SecretStr("")
     timeout_s: float = Field(60, gt=0)
     maildir: Path = Field(Path("var/mail"), description="where mail goes when no relay is set")
-    from_address: str = Field("fax-gateway@fax.local", description="From: of reports and received faxes")
+    from_address: str = Field(
+        "fax-gateway@fax.local",
+        description=(
+            "From: of reports and received faxes (and the envelope sender of received faxes); "
+            "an address of your own domain that mail servers accept, not one in fax_domain"
+        ),
+    )
+    from_name: str = Field("Fax gateway", description="the display name beside from_address; empty: none")
     max_message_bytes: int = Field(
         25_000_000, gt=0, description="largest mail the relay takes; bigger received faxes are announced"
     )
+
+    @property
+    def from_header(self) -> str:
+        """``"Fax gateway" <fax-gateway@example.com>``: the From: of the mail the gateway writes."""
+        return from_field(self.from_name, self.from_address)
 
 
 class DatabaseSettings(_Section):

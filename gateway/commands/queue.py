@@ -105,6 +105,8 @@ async def _show(store: Store, some_id: str, zone: ZoneInfo) -> int:
     print(f"  reports go to {message.report_to or '(nobody)'}")
     for r in message.recipients:
         print(f"  to   {r.pretty}" + (f" ({r.name})" if r.name else ""))
+    for number in message.options.deferred:
+        print(f"  not  {number}: over smtp.max_recipients (452), left for another delivery")
     for d in message.documents:
         pages = f"{d.pages} page" + ("" if d.pages == 1 else "s")
         print(f"  document {d.seq + 1}: {d.filename} ({d.detected} -> {d.document_type}, {pages})")

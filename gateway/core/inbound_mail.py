@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 
 from gateway.core.images import image_to_pdf
+from gateway.core.notices import from_field
 
 FALLBACK_DOMAIN = "fax-gateway.invalid"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -78,6 +79,7 @@ class MailContext:
     from_address: str
     zone: ZoneInfo
     default_country: str = "US"
+    from_name: str = "Fax gateway"  # the display name of From:
 
 
 def _when(value: object) -> datetime | None:
@@ -152,7 +154,9 @@ def message_id_for(fax_id: str, from_address: str, variant: str = "") -> str:
 
 def _local_time(moment: datetime, zone: ZoneInfo) -> str:
     local = moment.astimezone(zone)
-    return f"{local:%Y-%m-%d %H:%M:%S %Z} ({zone.key})"
+    abbreviation = f"{local:%Z}"  # CET, EST... or UTC, which needs no "(UTC)" after it
+    named = f" ({zone.key})" if zone.key != abbreviation else ""
+    return f"{local:%Y-%m-%d %H:%M:%S} {abbreviation}{named}"
 
 
 def details(fax: ReceivedFax, mailbox_number: str | None, ctx: MailContext) -> list[tuple[str, str]]:
@@ -190,7 +194,7 @@ def _html(intro: str, lines: Sequence[tuple[str, str]], outro: str) -> str:
 
 def _base(subject: str, to: Sequence[str], ctx: MailContext, now: datetime, message_id: str) -> EmailMessage:
     msg = EmailMessage()
-    msg["From"] = ctx.from_address
+    msg["From"] = from_field(ctx.from_name, ctx.from_address)
     msg["To"] = ", ".join(to)
     msg["Subject"] = subject
     msg["Date"] = format_datetime(now.astimezone(ctx.zone))

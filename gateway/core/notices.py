@@ -5,8 +5,8 @@ documents, the zone, ``now``) into an ``EmailMessage``: subject "Fax delivered: 
 subject>" (or failed, cancelled, not confirmed...), threaded under the original with
 ``In-Reply-To``/``References``, ``Auto-Submitted: auto-replied``, a text part and an HTML
 part saying for each destination the number and name, the outcome, pages, duration,
-attempts and times, and for a failure the reason in plain words, whether eFax retried
-or will retry, and what the sender can do.
+attempts and times, and for a failure the reason in plain words, what eFax tried and
+whether it will try again, and what the sender can do.
 
 Three kinds of report (``Report.kind``):
 
@@ -21,10 +21,16 @@ Three kinds of report (``Report.kind``):
   administrator decides.
 
 "Delivered" is said only for ``FaxStatus.DELIVERED``, i.e. when eFax said COMPLETE.
+Small truths: retries are worded from eFax's count of attempts (one attempt is never
+"retried"); eFax's page count includes the cover page, and the report says so beside
+the documents' pages; a mail its mail server delivered in parts (``smtp.max_recipients``)
+says which numbers this report covers and where the others went (``deferred``,
+``other_deliveries``).
 
-Also here: ``report_recipient`` (who may receive a report: no backscatter) and ``wanted``
-(``Mailbox.reports``: "all" or "failures"). eFax's E-codes in plain words are in
-``gateway.core.result_codes``.
+Also here: ``report_recipient`` (who may receive a report: no backscatter, no Reply-To
+outside the mailbox's senders), ``wanted`` (``Mailbox.reports``: "all" or "failures")
+and ``from_field`` (the From: of mail the gateway writes, with its display name). eFax's
+E-codes in plain words are in ``gateway.core.result_codes``.
 """
 
 from __future__ import annotations
@@ -80,6 +86,15 @@ class LeftOut:
 
 
 @dataclass(frozen=True)
+class OtherDelivery:
+    """Another part of the same mail, which its mail server delivered in another
+    transaction after the gateway took ``smtp.max_recipients`` numbers of it."""
+
+    job_id: str
+    numbers: tuple[str, ...]  # formatted for people
+
+
+@dataclass(frozen=True)
 class Report:
     kind: ReportKind
     job_id: str
@@ -94,6 +109,9 @@ class Report:
     maybe_sent: bool = False  # not_sent, but an earlier attempt's outcome was never known
     tracked_until: float | None = None  # unconfirmed: when tracking gives up
     gave_up_after_s: float | None = None  # final with unknown outcomes: how long we watched
+    cover_page: bool = False  # a cover page went first (eFax's page counts include it)
+    deferred: tuple[str, ...] = ()  # numbers of the mail this delivery did not take (452 4.5.3)
+    other_deliveries: tuple[OtherDelivery, ...] = ()  # the rest of the mail, delivered apart
 
 
 def match_destinations(numbers: Sequence[str], destinations: Sequence[str]) -> list[int | None]:
@@ -127,25 +145,34 @@ def match_destinations(numbers: Sequence[str], destinations: Sequence[str]) -> l
 
 
 def report_recipient(
-    report_to: str, *, header_from: str, trusted: bool, senders: Sequence[str] | None
+    report_to: str, *, header_from: str, senders: Sequence[str] | None
 ) -> tuple[str | None, str]:
     """(address, "") when a report may go to ``report_to``, else (None, why not).
 
     Never to an empty address, ``<>`` or MAILER-DAEMON, and never to an address outside
-    the mailbox's senders (no backscatter), except the Reply-To a trusted session (a
-    scanner) asked for, which the SMTP handler stored as ``report_to`` (it then differs
-    from the From: address).
+    the mailbox's senders (no backscatter, and no report carried out of the organisation
+    by a Reply-To). ``report_to`` is the From: address, or a trusted scanner's Reply-To
+    that is itself one of the senders (the SMTP handler chose it); when it is no longer
+    a sender, the report goes to the From: address if that still is one.
     """
     if senders is None:
         return None, "the mailbox is no longer configured"
-    address = parseaddr(report_to or "")[1].strip()
+    why = "there is no usable address to report to"
+    for candidate in dict.fromkeys((report_to or "", header_from or "")):
+        address, why = _reportable(candidate, senders)
+        if address is not None:
+            return address, ""
+    return None, why
+
+
+def _reportable(candidate: str, senders: Sequence[str]) -> tuple[str | None, str]:
+    address = parseaddr(candidate)[1].strip()
     local, at, domain = address.rpartition("@")
     if not address or address == "<>" or not at or not local or "." not in domain:
         return None, "there is no usable address to report to"
     if local.lower() in ("mailer-daemon", "postmaster"):
         return None, "reports never go to MAILER-DAEMON"
-    reply_to_of_trusted = trusted and address.lower() != parseaddr(header_from)[1].strip().lower()
-    if not reply_to_of_trusted and not sender_matches(address, list(senders)):
+    if not sender_matches(address, list(senders)):
         return None, "the address is not one of the mailbox's senders"
     return address, ""
 
@@ -259,11 +286,7 @@ def _explanation(o: Outcome, report: Report, zone: ZoneInfo) -> list[str]:
     if o.status is FaxStatus.FAILED:
         code = explain(o.error_code, o.error_message)
         ref = f" (eFax code {o.error_code})" if o.error_code else ""
-        if code.retried:
-            retry = "eFax already retried it automatically; this result is final."
-        else:
-            retry = "eFax does not retry this; this result is final."
-        return [code.meaning.rstrip(".") + ref + ".", retry, f"What you can do: {code.advice}"]
+        return [code.meaning.rstrip(".") + ref + ".", _retries(o, code), f"What you can do: {code.advice}"]
     if o.status is FaxStatus.CANCELLED:
         return [
             "The fax was cancelled and eFax stopped sending it; nothing more will go to this "
@@ -290,9 +313,32 @@ def _explanation(o: Outcome, report: Report, zone: ZoneInfo) -> list[str]:
     return lines
 
 
-def _facts(o: Outcome, zone: ZoneInfo) -> list[tuple[str, str]]:
+def _retries(o: Outcome, code: ResultCode) -> str:
+    """What eFax did about it, as its count of attempts says (never "retried" beside one)."""
+    if o.attempts is not None and o.attempts > 1:
+        return f"eFax tried {o.attempts} times; this result is final."
+    if o.attempts == 1:
+        return "eFax tried once; this result is final."
+    if code.retried:
+        return "eFax retries this kind of failure by itself before it gives up; this result is final."
+    return "eFax does not retry this; this result is final."
+
+
+def _pages(o: Outcome, report: Report) -> str:
+    """eFax's page count, which includes the cover page: said so, beside the documents' pages."""
+    if o.pages is None:
+        return "unknown"
+    if not report.cover_page or o.pages == 0:
+        return str(o.pages)
+    documents = sum(d.pages for d in report.documents)
+    if o.pages == documents + 1:
+        return f"{o.pages} (a cover page and {_count(documents, 'page')} of your documents)"
+    return f"{o.pages} (counting the cover page)"
+
+
+def _facts(o: Outcome, report: Report, zone: ZoneInfo) -> list[tuple[str, str]]:
     label = "Pages" if o.status is FaxStatus.DELIVERED else "Pages sent"
-    facts = [(label, str(o.pages) if o.pages is not None else "unknown")]
+    facts = [(label, _pages(o, report))]
     if o.status is FaxStatus.DELIVERED or o.duration_s:
         facts.append(("Duration", duration(o.duration_s)))
     facts.append(("Attempts", str(o.attempts) if o.attempts is not None else "unknown"))
@@ -337,14 +383,48 @@ def _held_lines(report: Report) -> list[str]:
     ]
 
 
+def _split_lines(report: Report) -> list[str]:
+    """The mail came in parts (a 452 4.5.3 over ``smtp.max_recipients``): which this is."""
+    if not report.deferred and not report.other_deliveries:
+        return []
+    here = ", ".join(report.intended) or "its numbers"
+    lines = [
+        "Your mail was addressed to more fax numbers than the gateway takes in one delivery, so "
+        f"your mail server delivered it in parts. This report is about {here}."
+    ]
+    arrived: set[str] = set()
+    for other in report.other_deliveries:
+        arrived.update(other.numbers)
+        own = "gets a report of its own" if len(other.numbers) == 1 else "get a report of their own"
+        lines.append(f"{_numbers(other.numbers)} came in another delivery (job {other.job_id}) and {own}.")
+    waiting = [n for n in report.deferred if n not in arrived]
+    if waiting:
+        them = "that number" if len(waiting) == 1 else "those numbers"
+        lines.append(
+            f"The gateway asked your mail server to send {_numbers(waiting)} in another delivery, "
+            f"which gets a report of its own; if none comes, send your mail again to {them}."
+        )
+    return lines
+
+
+def _numbers(numbers: Sequence[str]) -> str:
+    if len(numbers) <= 1:
+        return "".join(numbers)
+    return ", ".join(numbers[:-1]) + " and " + numbers[-1]
+
+
 def _documents_title(report: Report) -> str:
+    after = " (after a cover page)" if report.cover_page else ""
     if any(o.status is FaxStatus.DELIVERED for o in report.outcomes):
-        return "Documents faxed:"
+        return f"Documents faxed{after}:"
     return "Documents in your mail:"
 
 
 def text_body(report: Report, zone: ZoneInfo) -> str:
     out = [_summary(report), ""]
+    split = _split_lines(report)
+    if split:
+        out += [*split, ""]
     out.append(f"Accepted by the gateway: {when(report.accepted_at, zone)}")
     out.append(f"Job id: {report.job_id}")
     out.append("")
@@ -355,7 +435,7 @@ def text_body(report: Report, zone: ZoneInfo) -> str:
     for o in report.outcomes:
         out.append(f"To {_destination(o)}: {_outcome_word(o)}")
         out += [f"  {line}" for line in _explanation(o, report, zone)]
-        out += [f"  {label}: {value}" for label, value in _facts(o, zone)]
+        out += [f"  {label}: {value}" for label, value in _facts(o, report, zone)]
         out.append("")
     if report.documents:
         out.append(_documents_title(report))
@@ -373,8 +453,13 @@ def html_body(report: Report, zone: ZoneInfo) -> str:
     parts = [
         '<!DOCTYPE html><html><body style="font-family:sans-serif">',
         f"<p><strong>{e(_summary(report))}</strong></p>",
-        f"<p>Accepted by the gateway: {e(when(report.accepted_at, zone))}<br>Job id: {e(report.job_id)}</p>",
     ]
+    split = _split_lines(report)
+    if split:
+        parts.append("<p>" + "<br>".join(e(line) for line in split) + "</p>")
+    parts.append(
+        f"<p>Accepted by the gateway: {e(when(report.accepted_at, zone))}<br>Job id: {e(report.job_id)}</p>"
+    )
     if report.kind == "not_sent":
         parts.append("<p>" + "<br>".join(e(line) for line in _not_sent_lines(report)) + "</p>")
     if report.kind == "held":
@@ -383,7 +468,7 @@ def html_body(report: Report, zone: ZoneInfo) -> str:
         parts.append(f"<h3>To {e(_destination(o))}: {e(_outcome_word(o))}</h3>")
         rows = "".join(
             f'<tr><th align="left">{e(label)}</th><td>{e(value)}</td></tr>'
-            for label, value in _facts(o, zone)
+            for label, value in _facts(o, report, zone)
         )
         explanation = _explanation(o, report, zone)
         if explanation:
@@ -426,6 +511,14 @@ def report_message_id(report_ref: str, from_address: str) -> str:
     return f"<fax-report.{safe}@{domain}>"
 
 
+def from_field(name: str, address: str) -> str:
+    """The From: of mail the gateway writes: ``Fax gateway <fax@example.com>``. A display
+    name already in ``address`` wins; an empty ``name`` leaves the address bare."""
+    shown, bare = parseaddr(address)
+    shown = shown or name
+    return formataddr((shown, bare)) if shown and bare else address
+
+
 def compose(
     report: Report,
     *,
@@ -434,10 +527,11 @@ def compose(
     zone: ZoneInfo,
     now: float,
     message_id: str,
+    from_name: str = "Fax gateway",
 ) -> EmailMessage:
     """The report mail; send it with a null envelope sender (``MAIL FROM:<>``)."""
     msg = EmailMessage()
-    msg["From"] = formataddr(("Fax gateway", from_address))
+    msg["From"] = from_field(from_name, from_address)
     msg["To"] = to
     msg["Subject"] = subject_line(report)
     msg["Date"] = format_datetime(datetime.fromtimestamp(now, zone))

@@ -18,8 +18,10 @@ next mail; one that fails it, or any transaction that failed, is closed, never r
 ``deliver`` raises ``MailTransient`` (relay unreachable, TLS or login trouble, a 4xx:
 try later; ``RelayLoginRefused`` when AUTH is refused) or ``MailPermanent`` (a 5xx to
 MAIL, RCPT or DATA: this message will never be taken). ``probe`` (``fax-gateway check``)
-connects exactly as ``deliver`` does (same client, TLS context, STARTTLS and AUTH), then
-says QUIT; it raises ``RelayLoginRefused`` or ``MailTransient``, sending nothing.
+connects exactly as ``deliver`` does (same client, TLS context, STARTTLS and AUTH), asks
+``MAIL FROM:<>`` as reports do (and ``RCPT TO`` one address, when given), then says RSET
+and QUIT, sending nothing; it returns what the relay offered and answered
+(``RelayProbe``), or raises ``RelayLoginRefused`` or ``MailTransient``.
 Failures of the relay itself (greeting, TLS, AUTH) are transient even when answered with
 5xx: they say nothing about the message, and fixing the relay or the settings lets it
 through. The relay password never appears in an error.
@@ -27,9 +29,11 @@ through. The relay password never appears in an error.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import aiosmtplib
@@ -54,6 +58,22 @@ class MailPermanent(MailError):
     def __init__(self, message: str, *, refused: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.refused = refused or {}
+
+
+@dataclass(frozen=True)
+class RelayProbe:
+    """What the relay offered and answered to a connection made as delivery makes it."""
+
+    encrypted: bool  # TLS in use: STARTTLS done, or relay.tls = "implicit"
+    signed_in: bool  # AUTH done (relay.username set)
+    offers_starttls: bool  # STARTTLS in its EHLO reply (on a connection still in clear)
+    auth_methods: tuple[str, ...]  # the AUTH mechanisms in its EHLO reply
+    mail_reply: str  # its reply to MAIL FROM:<>, e.g. "250 2.1.0 Ok" or "530 5.7.0 ..."
+    rcpt_reply: str = ""  # its reply to RCPT TO:<recipient>, when one was asked
+
+    @property
+    def mail_taken(self) -> bool:
+        return self.mail_reply.startswith("2")
 
 
 class MailSender(Protocol):
@@ -139,17 +159,36 @@ class RelaySender:
             replies = "; ".join(sorted(set(refused.values())))
             raise MailPermanent(f"{where} refused some recipients: {replies}", refused=refused)
 
-    async def probe(self) -> None:
-        """Connect, do STARTTLS and AUTH as ``deliver`` would, and QUIT; nothing is sent.
+    async def probe(self, recipient: str | None = None) -> RelayProbe:
+        """Connect, do STARTTLS and AUTH as ``deliver`` would, ask ``MAIL FROM:<>`` (and
+        ``RCPT TO:<recipient>``), then RSET and QUIT: nothing is sent.
 
-        Raises ``RelayLoginRefused`` when the login is refused, ``MailTransient`` for
-        anything else; each with a sentence that names the relay, never the password.
+        Raises ``RelayLoginRefused`` when the login is refused, ``MailTransient`` when the
+        connection, TLS or AUTH fails; each with a sentence that names the relay, never the
+        password. A refused MAIL or RCPT is no error here: it is in the result.
         """
         s = self.settings
         client = self._client()
         try:
             await client.connect()  # with STARTTLS and AUTH as configured
-            await client.quit()
+            if client.is_ehlo_or_helo_needed:
+                await client.ehlo()
+            mail_reply = await _reply(client.mail(""))
+            rcpt_reply = ""
+            if recipient and mail_reply.startswith("2"):
+                rcpt_reply = await _reply(client.rcpt(recipient))
+            found = RelayProbe(
+                encrypted=s.tls != "none",
+                signed_in=bool(s.username),
+                offers_starttls=client.supports_extension("starttls"),
+                auth_methods=tuple(m.upper() for m in client.server_auth_methods),
+                mail_reply=mail_reply,
+                rcpt_reply=rcpt_reply,
+            )
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):  # what it said is known
+                await client.rset()
+                await client.quit()
+            return found
         except aiosmtplib.SMTPAuthenticationError as err:
             raise RelayLoginRefused(
                 f"{s.host}:{s.port} refused the username {s.username} and its password"
@@ -190,6 +229,15 @@ class RelaySender:
             self._idle.append((client, self.clock(), sent))
         else:
             await _close(client)
+
+
+async def _reply(command: Awaitable[aiosmtplib.SMTPResponse]) -> str:
+    """The reply line to one command, a refusal included (aiosmtplib raises those)."""
+    try:
+        response = await command
+    except aiosmtplib.SMTPResponseException as err:
+        return f"{err.code} {' '.join(err.message.split())}"
+    return f"{response.code} {' '.join(response.message.split())}"
 
 
 async def _close(client: aiosmtplib.SMTP) -> None:

@@ -19,7 +19,9 @@ an RFC 3463 code and a sentence a person understands, and is written to the audi
   5.7.1), upstream sender verification missing (550 5.7.1), nothing to fax (554 5.6.0),
   too many pages or documents, or over eFax's 100 MB (552 5.3.4), over a sending limit
   (451 4.7.1, with when to try again), store trouble (451 4.3.0); too big overall
-  (552 5.3.4, from the server)
+  (552 5.3.4, from the server). Lines of any length are taken; only the mail's size is
+  bounded.
+- any command: a command line over RFC 5321's 512 characters (500 5.5.2, from the server)
 
 Who: an authenticated user may send from the mailboxes it is bound to (``users``); a
 trusted network (``smtp.trusted_networks``) from any mailbox whose ``senders`` match.
@@ -81,6 +83,7 @@ class _Transaction:
 
     mailboxes: list[Mailbox] = field(default_factory=list)
     recipients: list[tuple[str, FaxNumber]] = field(default_factory=list)  # (address, number)
+    deferred: list[FaxNumber] = field(default_factory=list)  # 452 4.5.3: over smtp.max_recipients
     partial: tuple[str, str] | None = None  # (sender key, id) when this DATA completed a split mail
 
 
@@ -156,6 +159,18 @@ class FaxHandler(AuthMechanisms):
         if self.metrics is not None:
             self.metrics.smtp_refusal(421)
         log.warning("connection refused: %s", reply, extra=event("connection refused", peer=ip))
+
+    def protocol_refused(self, session: Session, envelope: Envelope | None, reply: str, stage: str) -> None:
+        """A refusal the protocol layer answered (too big, command line too long...):
+        logged and audited like the handler's own."""
+        txn = _transaction(envelope) if envelope is not None else None
+        self._refuse(
+            reply,
+            stage,
+            session,
+            sender=envelope.mail_from if envelope is not None else None,
+            numbers=[n.wire for _, n in txn.recipients] if txn is not None else None,
+        )
 
     def reply_sent(self, reply: str) -> None:
         code = reply[:3]
@@ -252,9 +267,14 @@ class FaxHandler(AuthMechanisms):
         if any(n.wire == number.wire for _, n in txn.recipients):
             return "250 2.1.5 Recipient ok (already listed)"
         if len(txn.recipients) >= self.settings.smtp.max_recipients:
+            # A mail server delivers the rest in another transaction (RFC 5321 4.5.3.1.10);
+            # the reports of both say so (MessageOptions.deferred).
+            if all(n.wire != number.wire for n in txn.deferred):
+                txn.deferred.append(number)
+            taken = len(txn.recipients)
             return self._refuse(
-                f"452 4.5.3 Too many fax recipients in one mail (at most "
-                f"{self.settings.smtp.max_recipients}); send the rest in another mail.",
+                f"452 4.5.3 Too many fax recipients: this mail takes {taken} numbers, the ones "
+                "accepted so far; send the rest in another mail.",
                 "rcpt",
                 session,
                 sender=sender,
@@ -509,9 +529,7 @@ class FaxHandler(AuthMechanisms):
         raw = bytes(envelope.original_content or b"")
         extraction = mail.extraction
         names = _display_names(mail.to_cc)
-        reply_to = parseaddr(mail.reply_to)[1]
-        trusted_only = self.is_trusted(session) and self.user(session) is None
-        report_to = reply_to if (reply_to and trusted_only) else header_from
+        report_to = self._report_to(session, mail.reply_to, mailbox, header_from)
         now = self.clock()
         job_id = new_job_id(now)
         from_name = parseaddr(mail.from_field)[0]
@@ -524,6 +542,7 @@ class FaxHandler(AuthMechanisms):
             body_is_document=extraction.body_is_document,
             left_out=tuple(LeftOut(x.filename, x.reason) for x in extraction.left_out),
             pages=extraction.pages,
+            deferred=tuple(n.pretty for n in txn.deferred),
         )
         return NewMessage(
             id=job_id,
@@ -543,6 +562,17 @@ class FaxHandler(AuthMechanisms):
             raw=raw,
             documents=[_new_document(d, raw) for d in extraction.documents],
         )
+
+    def _report_to(self, session: Session, reply_to_field: str, mailbox: Mailbox, header_from: str) -> str:
+        """Where the reports of this mail go: the From: address, or a trusted scanner's Reply-To
+        when that address is itself one of the mailbox's senders. Behind a trusted MTA every
+        session is trusted, so any other Reply-To would carry the report (numbers, subject)
+        out of the organisation while the sender hears nothing."""
+        reply_to = parseaddr(reply_to_field)[1]
+        trusted_only = self.is_trusted(session) and self.user(session) is None
+        if reply_to and trusted_only and sender_matches(reply_to, mailbox.senders):
+            return reply_to
+        return header_from
 
     # -- helpers ----------------------------------------------------------------------------
     def _refuse(

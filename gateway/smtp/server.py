@@ -17,14 +17,19 @@ What the protocol layer enforces before the handler sees anything:
 - **Smuggling and injection.** aiosmtpd >= 1.4.6 is required (checked at start):
   commands pipelined after ``STARTTLS`` are discarded. DATA is read here, in blocks
   rather than aiosmtpd's line by line (``read_data``), with aiosmtpd's rules byte for
-  byte: it ends only at ``CRLF . CRLF`` (a bare LF or CR around the dot is text),
-  a leading dot is removed from every line (RFC 5321 4.5.2), a line of more than
-  1001 octets with its CRLF is ``500`` and a mail over ``smtp.max_message_bytes``
-  is ``552 5.3.4``, each answered only once the whole mail is in.
+  byte but one: it ends only at ``CRLF . CRLF`` (a bare LF or CR around the dot is
+  text), a leading dot is removed from every line (RFC 5321 4.5.2), and a mail over
+  ``smtp.max_message_bytes`` is ``552 5.3.4``, answered only once the whole mail is in.
+  Lines longer than RFC 5321's 998 octets are taken as they come (aiosmtpd answers
+  ``500`` to them): scanners and scripts send unwrapped base64 and long HTML lines, and
+  Postfix accepts them too. Only the mail as a whole is bounded.
+- **Command lines** keep aiosmtpd's limits (512 octets, more for ``MAIL`` with
+  ``SIZE``), as RFC 5321 4.5.3.1.4 asks: ``500 5.5.2``.
 
 aiosmtpd answers a few conditions itself with bare text ("552 Error: Too much mail
-data"); ``FaxSMTP.push`` rewrites those into replies with enhanced status codes and a
-sentence, and counts every 4xx/5xx reply in the metrics (through the handler).
+data", "500 Command line too long"); ``FaxSMTP.push`` rewrites those into replies with
+enhanced status codes and a sentence, has the handler log and audit each of them like
+its own refusals (``protocol_refused``), and counts every 4xx/5xx reply in the metrics.
 """
 
 from __future__ import annotations
@@ -52,15 +57,27 @@ log = logging.getLogger(__name__)
 MIN_AIOSMTPD = (1, 4, 6)  # fixes SMTP smuggling (CVE-2024-27305) and STARTTLS injection (CVE-2024-34083)
 _CALL_LIMITS = {"NOOP": 20, "RSET": 50, "VRFY": 5, "EXPN": 5, "HELP": 5, "*": 10_000}
 
-_REWRITES: dict[str, Callable[[FaxSMTP], str]] = {
-    "552 Error: message size exceeds": lambda s: s.too_big,
-    "552 Error: Too much mail data": lambda s: s.too_big,
-    "530 Must issue a STARTTLS command first": lambda s: (
-        "530 5.7.0 Must issue a STARTTLS command first: this gateway requires encryption "
-        "from clients outside its trusted networks."
+# aiosmtpd's own refusal (by its start) -> (the SMTP step it refuses, the gateway's reply)
+_REWRITES: dict[str, tuple[str, Callable[[FaxSMTP], str]]] = {
+    "552 Error: message size exceeds": ("mail", lambda s: s.too_big),
+    "552 Error: Too much mail data": ("data", lambda s: s.too_big),
+    "500 Command line too long": (
+        "command",
+        lambda s: (
+            "500 5.5.2 The command line is too long: SMTP commands may be at most 512 "
+            "characters (RFC 5321); send it again shorter."
+        ),
     ),
-    "538 5.7.11 Encryption required": lambda s: (
-        "538 5.7.11 Sign in only after STARTTLS: passwords are never taken unencrypted."
+    "530 Must issue a STARTTLS command first": (
+        "command",
+        lambda s: (
+            "530 5.7.0 Must issue a STARTTLS command first: this gateway requires encryption "
+            "from clients outside its trusted networks."
+        ),
+    ),
+    "538 5.7.11 Encryption required": (
+        "auth",
+        lambda s: "538 5.7.11 Sign in only after STARTTLS: passwords are never taken unencrypted.",
     ),
 }
 
@@ -108,7 +125,8 @@ class FaxSMTP(SMTP):
     """aiosmtpd's SMTP with the session caps, timeouts and reply rewrites above.
 
     The handler provides ``is_trusted_ip(ip)``, ``session_opened(ip)``,
-    ``connection_refused(ip, reply)`` and ``reply_sent(reply)``.
+    ``connection_refused(ip, reply)``, ``protocol_refused(session, envelope, reply,
+    stage)`` and ``reply_sent(reply)``.
     """
 
     def __init__(
@@ -265,9 +283,10 @@ class FaxSMTP(SMTP):
     # -- replies -------------------------------------------------------------------------
     async def push(self, status: AnyStr) -> None:
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else str(status)
-        for prefix, rewrite in _REWRITES.items():
+        for prefix, (stage, rewrite) in _REWRITES.items():
             if text.startswith(prefix):
                 text = rewrite(self)
+                self.event_handler.protocol_refused(self.session, self.envelope, text, stage)
                 break
         self.event_handler.reply_sent(text)
         await super().push(text)
@@ -275,18 +294,19 @@ class FaxSMTP(SMTP):
 
 # -- DATA, read in blocks ------------------------------------------------------------------
 _DOT_LINE = b".\r\n"
-_LONGEST_LINE = SMTP.line_length_limit - 2  # 999 octets before CRLF (998 + a transparent dot)
-_TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
 _TOO_MUCH = "552 Error: Too much mail data"  # FaxSMTP.push words it as 552 5.3.4
 
 
 async def read_data(reader: asyncio.StreamReader, size_limit: int | None) -> bytes | str | None:
     """One mail's DATA: its dot-unstuffed bytes, the refusal once it is all in, or None.
 
-    None means the stream ended before ``CRLF . CRLF``. The result equals what
-    aiosmtpd 1.4.6's line loop gives (its replies included), at a fraction of the work:
-    the reader is searched for ``.CRLF`` only, and the few found are checked for the
-    CRLF before them. ``reader`` is aiosmtpd's, whose limit (1001) only caps each search.
+    None means the stream ended before ``CRLF . CRLF``. Lines may be of any length:
+    RFC 5321 asks for at most 998 octets, but scanners and scripts send unwrapped base64
+    and HTML, and Postfix takes them; only the whole mail is bounded (``size_limit``).
+    Otherwise the result equals what aiosmtpd 1.4.6's line loop gives (its replies
+    included), at a fraction of the work: the reader is searched for ``.CRLF`` only, and
+    the few found are checked for the CRLF before them. ``reader`` is aiosmtpd's, whose
+    limit (1001) only caps each search.
     """
     data = _Data(size_limit)
     before = b"\r\n"  # the two octets before the next block: DATA starts at a line start
@@ -307,101 +327,55 @@ async def read_data(reader: asyncio.StreamReader, size_limit: int | None) -> byt
 class _Data:
     """The DATA octets so far (without the final dot line), unstuffed into one buffer.
 
-    Counted and checked a block of whole lines at a time; only a block with a problem
-    is gone through line by line, in aiosmtpd's order: a line of 1002 octets or more
-    (before CRLF) is too long before it is counted, other lines are counted and then
-    checked. The first problem is kept and the rest of the mail is only drained.
+    Blocks arrive cut anywhere, in the middle of a line too. ``line_start`` says whether
+    the next octet starts a line (where a transparent dot is removed, RFC 5321 4.5.2); a
+    CR at the end of a block is held back until the next one says whether it begins a
+    CRLF. Every octet is counted; once the mail is over the limit, what was kept is
+    dropped at once and the rest of the mail is only drained.
     """
 
     def __init__(self, size_limit: int | None) -> None:
         self.limit = size_limit or 0
         self.size = 0
         self.problem: str | None = None
-        self.partial = b""  # the start of a line whose CRLF has not come yet
+        self.line_start = True
+        self.held_cr = False
         self.out: io.BytesIO | None = io.BytesIO()  # grows in place; getvalue() does not copy
 
     def feed(self, block: bytes) -> None:
         if self.problem is not None:
             return
-        if self.partial:
-            block = self.partial + block
-        end = block.rfind(b"\r\n") + 2
-        if end < 2:
-            self.partial = block
-            if len(block) > SMTP.line_length_limit + 1:  # over 1001 octets before CRLF
-                self._refuse(_TOO_LONG)
+        self.size += len(block)
+        if self.limit and self.size > self.limit:
+            self.problem = _TOO_MUCH
+            self.out = None  # drop what was kept at once, as aiosmtpd does
             return
-        self.partial = block[end:]
-        if (self.limit and self.size + end > self.limit) or not _lines_fit(block, end):
-            self._lines(block[:end].split(b"\r\n")[:-1])
+        if self.held_cr:
+            block = b"\r" + block
+            self.held_cr = False
+        end = len(block)
+        if block.endswith(b"\r"):
+            end -= 1
+            self.held_cr = True
+        if end == 0:
             return
-        self.size += end
+        start = 1 if self.line_start and block.startswith(b".") else 0
         assert self.out is not None
-        if _dot_at_line_start(block, end):
-            lines = block[:end].replace(b"\r\n.", b"\r\n")
-            self.out.write(memoryview(lines)[1:] if lines.startswith(b".") else lines)
+        if block.find(b"\r\n.", start, end) >= 0:
+            self.out.write(block[start:end].replace(b"\r\n.", b"\r\n"))
         else:
-            self.out.write(memoryview(block)[:end])
-        if len(self.partial) > SMTP.line_length_limit + 1:
-            self._refuse(_TOO_LONG)
-
-    def _lines(self, lines: list[bytes]) -> None:
-        for line in lines:
-            if len(line) > SMTP.line_length_limit:
-                self._refuse(_TOO_LONG)
-                return
-            self.size += len(line) + 2
-            if self.limit and self.size > self.limit:
-                self._refuse(_TOO_MUCH)
-                return
-            if len(line) > _LONGEST_LINE:
-                self._refuse(_TOO_LONG)
-                return
-            assert self.out is not None
-            self.out.write(line[1:] if line.startswith(b".") else line)
-            self.out.write(b"\r\n")
-
-    def _refuse(self, reply: str) -> None:
-        self.problem = reply
-        self.out = None  # drop what was kept at once, as aiosmtpd does
-        self.partial = b""
+            self.out.write(memoryview(block)[start:end])
+        self.line_start = block.endswith(b"\r\n", 0, end)
 
     def result(self) -> bytes | str:
         if self.problem is not None:
             return self.problem
-        assert self.out is not None and not self.partial
+        assert self.out is not None
+        if self.held_cr:  # cannot happen after CRLF . CRLF; kept as sent all the same
+            self.out.write(b"\r")
         content = self.out.getvalue()
         self.out = None
         return content
-
-
-def _lines_fit(block: bytes, end: int) -> bool:
-    """Is every CRLF line of ``block[:end]`` (which starts a line) at most 999 octets?
-
-    Jumps from the last CRLF within 1001 octets of a line start to the next: a few
-    searches per kilobyte instead of one object per line.
-    """
-    start = 0
-    while end - start > SMTP.line_length_limit:
-        crlf = block.rfind(b"\r\n", start, start + SMTP.line_length_limit)
-        if crlf < 0:
-            return False
-        start = crlf + 2
-    return True
-
-
-def _dot_at_line_start(block: bytes, end: int) -> bool:
-    """Does a line of ``block[:end]`` (which starts a line) start with a dot?"""
-    if block.startswith(b"."):
-        return True
-    dot = block.find(b".", 0, end)
-    for _ in range(16):  # a few dots (addresses in the header), then search at once
-        if dot < 0:
-            return False
-        if block[max(dot - 2, 0) : dot] == b"\r\n":
-            return True
-        dot = block.find(b".", dot + 1, end)
-    return dot >= 0 and block.find(b"\r\n.", max(dot - 2, 0), end) >= 0
 
 
 def _ip(peer: Any) -> str:

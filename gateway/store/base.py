@@ -104,6 +104,9 @@ class MessageOptions:
     body_is_document: bool = False  # no attachment: the mail's text is the fax
     left_out: tuple[LeftOut, ...] = ()
     pages: int = 0  # as counted when the mail was read
+    # numbers (as people write them) refused with 452 4.5.3 in the same transaction, over
+    # smtp.max_recipients: the client's mail server delivers them in another transaction
+    deferred: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         value = asdict(self)
@@ -118,6 +121,7 @@ class MessageOptions:
         value["left_out"] = tuple(
             LeftOut(str(x.get("filename", "")), str(x.get("reason", ""))) for x in value.get("left_out", [])
         )
+        value["deferred"] = tuple(str(n) for n in value.get("deferred", []))
         return cls(**value)
 
 
@@ -293,6 +297,11 @@ class Store(Protocol):
 
     # -- messages and faxes -----------------------------------------------------
     async def message(self, message_id: str) -> StoredMessage | None: ...
+
+    async def deliveries_of(self, message: StoredMessage, *, within_s: float) -> list[StoredMessage]:
+        """The other mails stored from the same envelope sender with the same Message-ID,
+        received within ``within_s`` of this one, oldest first: the parts of one mail that
+        a mail server delivered in several transactions (or a resend)."""
 
     async def raw_message(self, message_id: str) -> bytes | None:
         """The mail as it was received (b"" once purged)."""

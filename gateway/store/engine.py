@@ -358,6 +358,9 @@ class SqlStore:
     async def message(self, message_id: str) -> StoredMessage | None:
         return await self._read(lambda tx: ops.message(tx, message_id))
 
+    async def deliveries_of(self, message: StoredMessage, *, within_s: float) -> list[StoredMessage]:
+        return await self._read(lambda tx: ops.deliveries_of(tx, message, within_s))
+
     async def raw_message(self, message_id: str) -> bytes | None:
         return await self._read(lambda tx: ops.raw_message(tx, message_id))
 

@@ -288,6 +288,20 @@ def message(tx: Tx, message_id: str) -> StoredMessage | None:
     )
 
 
+def deliveries_of(tx: Tx, mail: StoredMessage, within_s: float) -> list[StoredMessage]:
+    """Through the sender's index (sender_key, received_at): a handful of rows at most."""
+    args = (
+        mail.envelope_from,
+        mail.received_at - within_s,
+        mail.received_at + within_s,
+        mail.message_id,
+        mail.id,
+    )
+    ids = [row[0] for row in tx.execute(tx.q.SELECT_SAME_MAIL, args).fetchall()]
+    found = (message(tx, i) for i in ids)
+    return [m for m in found if m is not None]
+
+
 def raw_message(tx: Tx, message_id: str) -> bytes | None:
     row = tx.execute(tx.q.SELECT_RAW, (message_id,)).fetchone()
     return None if row is None else bytes(row[0])

@@ -136,6 +136,11 @@ class Queries:
            subject, recipients, options, submit_state, purged_at
       FROM messages WHERE id = ?
     """
+    SELECT_SAME_MAIL = """
+    SELECT id FROM messages
+     WHERE sender_key = lower(?) AND received_at >= ? AND received_at <= ? AND message_id = ? AND id <> ?
+     ORDER BY received_at, id
+    """
     SELECT_DOCUMENTS = """
     SELECT id, seq, filename, document_type, detected, pages, size
       FROM documents WHERE message_id = ? ORDER BY seq

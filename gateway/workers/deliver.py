@@ -101,6 +101,7 @@ class Deliverer(Worker):
             from_address=settings.relay.from_address,
             zone=settings.zone,
             default_country=settings.default_country,
+            from_name=settings.relay.from_name,
         )
         self.limit_bytes = settings.relay.max_message_bytes
         self.admin = settings.admin_address

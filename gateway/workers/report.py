@@ -8,11 +8,16 @@ Produces: one mail per job, worded by ``gateway.core.notices``, sent through
 the relay or written to the Maildir (``gateway.mail``), and a ``report sent`` event.
 
 - Envelope sender ``<>``, ``Auto-Submitted: auto-replied``, threaded under the
-  original mail. Recipient: the stored ``report_to`` only when
-  ``notices.report_recipient`` allows it (never ``<>``, MAILER-DAEMON, or an address
-  outside the mailbox's senders, except a trusted scanner session's Reply-To).
+  original mail. Recipient: the stored ``report_to`` (the From: address, or a trusted
+  scanner's Reply-To that is one of the mailbox's senders) only when
+  ``notices.report_recipient`` allows it: never ``<>``, MAILER-DAEMON, or an address
+  outside the mailbox's senders.
 - ``Mailbox.reports``: "failures" skips the report of a mail delivered everywhere.
-- Settings: ``timezone`` (times in the report), ``relay.from_address`` (From:).
+- A mail cut at ``smtp.max_recipients`` (452 4.5.3 for the rest, which its mail server
+  delivers in another transaction): each part's report says which numbers it covers and
+  where the others went (``Store.deliveries_of``: same sender and Message-ID).
+- Settings: ``timezone`` (times in the report), ``relay.from_address`` and
+  ``relay.from_name`` (From:), the mailbox's ``cover`` (eFax counts the cover page).
 - Failures: the relay down or answering 4xx defers the job with backoff
   (``dispatch.backoff_initial_s`` doubling to ``dispatch.backoff_max_s``) until
   ``dispatch.lifetime_s``, then it is dropped with a log line; the outage is logged
@@ -25,6 +30,7 @@ from __future__ import annotations
 import email.policy
 import logging
 import random
+from collections.abc import Sequence
 from typing import Any
 
 from gateway.core import notices
@@ -36,10 +42,14 @@ from gateway.metrics import Metrics
 from gateway.settings import Mailbox, Settings
 from gateway.store.base import Event, FaxRecord, Job, JobKind, JobState, Store, StoredMessage
 from gateway.workers.base import Worker
+from gateway.workers.dispatch import fax_options
 
 log = logging.getLogger(__name__)
 
 UNCONFIRMED, NOT_SENT, HELD = "unconfirmed", "not-sent", "held"
+# How far apart the parts of one mail may arrive: a mail server retries numbers it was
+# answered 452 for for days (Postfix's maximal_queue_lifetime is 5 days).
+SPLIT_WINDOW_S = 5 * 86_400
 VARIANTS: dict[str, notices.ReportKind] = {
     "": "final",
     UNCONFIRMED: "unconfirmed",
@@ -56,8 +66,15 @@ def build_report(
     *,
     payload: dict[str, Any],
     settings: Settings,
+    mailbox: Mailbox | None = None,
+    deliveries: Sequence[StoredMessage] = (),
 ) -> notices.Report:
-    """The report's values from what the store holds about the mail."""
+    """The report's values from what the store holds about the mail.
+
+    ``deliveries``: the other mails from this sender with this Message-ID
+    (``Store.deliveries_of``); those with other numbers, when this one or they were cut
+    at ``smtp.max_recipients``, are the rest of one mail its mail server delivered apart.
+    """
     submitted = {e.fax_id: e.at for e in events if e.action == "submitted" and e.fax_id}
     recipients = list(message.recipients)
     matches = notices.match_destinations([r.number for r in recipients], [f.destination for f in faxes])
@@ -104,7 +121,23 @@ def build_report(
         maybe_sent=message.submit_state == "submitting",
         tracked_until=started + tracking.give_up_after_s if started is not None else None,
         gave_up_after_s=tracking.give_up_after_s,
+        cover_page=fax_options(message, mailbox).include_cover_page,
+        deferred=options.deferred,
+        other_deliveries=_other_parts(message, deliveries),
     )
+
+
+def _other_parts(
+    message: StoredMessage, deliveries: Sequence[StoredMessage]
+) -> tuple[notices.OtherDelivery, ...]:
+    numbers = {r.number for r in message.recipients}
+    parts = []
+    for other in deliveries:
+        if numbers & {r.number for r in other.recipients}:
+            continue  # the same numbers again: a resend, not a part
+        if message.options.deferred or other.options.deferred:
+            parts.append(notices.OtherDelivery(other.id, tuple(r.pretty for r in other.recipients)))
+    return tuple(parts)
 
 
 class Reporter(Worker):
@@ -149,8 +182,17 @@ class Reporter(Worker):
             await self._close(job, JobState.DONE, "every fax is final: the final report says it", message)
             return
         events = await self.store.events(message.id)
-        report = build_report(kind, message, faxes, events, payload=job.payload, settings=self.settings)
         mailbox = self._mailbox(message.mailbox_user_id)
+        report = build_report(
+            kind,
+            message,
+            faxes,
+            events,
+            payload=job.payload,
+            settings=self.settings,
+            mailbox=mailbox,
+            deliveries=await self.store.deliveries_of(message, within_s=SPLIT_WINDOW_S),
+        )
         if mailbox is not None and not notices.wanted(report, mailbox.reports):
             await self._close(
                 job, JobState.DONE, "not wanted: the mailbox gets failure reports only", message
@@ -159,7 +201,6 @@ class Reporter(Worker):
         to, why = notices.report_recipient(
             message.report_to,
             header_from=message.header_from,
-            trusted=message.auth.startswith("trusted "),
             senders=mailbox.senders if mailbox is not None else None,
         )
         if to is None:
@@ -173,6 +214,7 @@ class Reporter(Worker):
             zone=self.settings.zone,
             now=now,
             message_id=notices.report_message_id(job.ref, self.settings.relay.from_address),
+            from_name=self.settings.relay.from_name,
         )
         try:
             data = mail.as_bytes(policy=email.policy.SMTP)

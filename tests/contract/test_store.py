@@ -356,3 +356,31 @@ async def test_a_lock_has_one_holder_until_it_runs_out(store: Store) -> None:
     assert not await store.take_lock("poll:u1", owner="a", now=170, lease_s=30)
     await store.release(owner="b", now=171)  # a clean stop gives its locks back
     assert await store.take_lock("poll:u1", owner="a", now=172, lease_s=30)
+
+
+async def test_the_deliveries_of_one_mail_are_found_by_sender_and_message_id(store: Store) -> None:
+    """A mail server that got 452 for some numbers delivers them in another transaction:
+    the same sender and Message-ID, other recipients."""
+
+    def part(n: int, sender: str, message_id: str, at: float, deferred: tuple[str, ...] = ()) -> NewMessage:
+        return NewMessage(
+            **{
+                **message(n).__dict__,
+                "envelope_from": sender,
+                "message_id": message_id,
+                "received_at": at,
+                "options": MessageOptions(pages=1, deferred=deferred),
+            }
+        )
+
+    await store.accept_message(part(1, "a@example.com", "<split@x>", 1000.0, ("+1 323-555-0300",)))
+    await store.accept_message(part(2, "A@Example.com", "<split@x>", 1600.0))  # the retry of the rest
+    await store.accept_message(part(3, "a@example.com", "<other@x>", 1700.0))
+    await store.accept_message(part(4, "b@example.com", "<split@x>", 1700.0))
+    await store.accept_message(part(5, "a@example.com", "<split@x>", 1000.0 + 10 * 86_400))
+    first, second = await store.message("JOB00001"), await store.message("JOB00002")
+    assert first is not None and second is not None
+    assert first.options.deferred == ("+1 323-555-0300",)
+    assert [m.id for m in await store.deliveries_of(first, within_s=5 * 86_400)] == ["JOB00002"]
+    assert [m.id for m in await store.deliveries_of(second, within_s=5 * 86_400)] == ["JOB00001"]
+    assert await store.deliveries_of(first, within_s=60) == []

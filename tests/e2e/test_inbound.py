@@ -105,7 +105,7 @@ async def test_the_mail_names_caller_pages_and_carries_the_pdf(
     [mail] = sink.messages
     msg = mail.message
     assert msg["Subject"] == "Fax from +1 323-555-1212 (3 pages)"
-    assert msg["From"] == FROM
+    assert msg["From"] == f"Fax gateway <{FROM}>" and mail.mail_from == FROM  # the envelope: bare
     assert msg["Message-ID"] == f"<fax.{fid}@gw.example.com>"
     [attachment] = list(msg.iter_attachments())
     assert attachment.get_content() == pdf
@@ -114,6 +114,7 @@ async def test_the_mail_names_caller_pages_and_carries_the_pdf(
     assert filename.startswith("fax-") and filename.endswith("-from-13235551212.pdf")
     text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "ACME" in text and fid in text and ALICE_USER in text and "America/New_York" in text
+    assert " EST (America/New_York)" in text or " EDT (America/New_York)" in text
 
 
 async def test_a_refused_address_does_not_block_the_others_and_the_admin_is_told(

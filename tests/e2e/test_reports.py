@@ -11,7 +11,7 @@ import pytest
 from gateway.app import Gateway
 from gateway.simulator.server import RunningSimulator
 from gateway.store.base import JobKind, JobState
-from tests.e2e.conftest import MAILBOXES, MailFields, pdf_mail, sim_post, smtp_send
+from tests.e2e.conftest import ALICE, MAILBOXES, MailFields, make_pdf, pdf_mail, sim_post, smtp_send
 from tests.e2e.tracking_helpers import job_state, reports_for, start_gateway
 from tests.helpers import wait_until
 from tests.sink import SmtpSink
@@ -52,6 +52,7 @@ async def test_report_goes_through_the_relay_with_a_null_sender(
         assert got.message["Subject"] == "Fax delivered: Contract"
         assert got.message["In-Reply-To"] == "<original-1@example.com>"
         assert got.message["Auto-Submitted"] == "auto-replied"
+        assert got.message["From"] == "Fax gateway <fax-gateway@fax.local>"
         assert b"\r\n" in got.data
         await wait_until(lambda: _report_job(gw, job_id, JobState.DONE))
     finally:
@@ -162,21 +163,39 @@ async def test_a_refused_submission_gets_a_failure_report(
     assert len(reports_for(tmp_path, job_id)) == 1
 
 
-async def test_a_trusted_scanner_gets_its_report_at_its_reply_to(
-    tmp_path: Path, simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("sender", "reply_to", "report_to"),
+    [
+        (ALICE, "someone@outside.example", ALICE),  # behind a trusted MTA: not out of the organisation
+        (ALICE, "Bob <bob@example.com>", "bob@example.com"),  # one of the mailbox's senders
+        ("mfp@scan.example.com", "desk@scan.example.com", "desk@scan.example.com"),  # a scanner's desk
+        ("mfp@scan.example.com", "carol@staff.example.org", "mfp@scan.example.com"),
+    ],
+)
+async def test_a_reply_to_is_followed_only_when_it_is_one_of_the_mailbox_senders(
+    tmp_path: Path,
+    simulator: RunningSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+    sender: str,
+    reply_to: str,
+    report_to: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     gw = await start_gateway(tmp_path, simulator)
     try:
-        mail = pdf_mail(sender="mfp@scan.example.com")
-        mail["Reply-To"] = "carol@staff.example.org"
-        result = await smtp_send(gw.smtp_port, mail, sender="mfp@scan.example.com")
-        assert result.code == 250
+        mail = pdf_mail(sender=sender)
+        mail["Reply-To"] = reply_to
+        result = await smtp_send(gw.smtp_port, mail, sender=sender)
+        assert result.code == 250, result
         [report] = await wait_until(lambda: reports_for(tmp_path, result.job_id))
+        assert gw.store is not None
+        stored = await gw.store.message(result.job_id)
     finally:
         await gw.stop()
-    assert report.to == ["carol@staff.example.org"] and report.sender == "<>"
-    assert report.message["To"] == "carol@staff.example.org"
+    assert report.to == [report_to] and report.sender == "<>"
+    assert report.message["To"] == report_to
+    assert stored is not None and stored.report_to == report_to
+    assert report.message["Subject"] == "Fax delivered: Contract"
 
 
 async def test_no_report_to_an_address_outside_the_senders(
@@ -197,3 +216,29 @@ async def test_no_report_to_an_address_outside_the_senders(
         await gw.stop()
     assert reports_for(tmp_path, job_id) == []
     assert len(events) == 1 and "senders" in events[0].detail
+
+
+async def test_the_report_mails_tell_small_truths(
+    tmp_path: Path, simulator: RunningSimulator, sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """eFax counts the cover page; one attempt is not "retried"; UTC is named once; the From:
+    has a name (relay.from_name)."""
+    monkeypatch.chdir(tmp_path)
+    relay = {**relay_at(sink), "from_address": "fax@praxis.example", "from_name": "Praxis Fax"}
+    gw = await start_gateway(tmp_path, simulator, relay=relay)
+    try:
+        ok = await send(gw, pdf=make_pdf(2))  # with its text: a cover page, then 2 pages
+        busy = await send(gw, to="13235550000@fax.local")  # the simulator: busy, one attempt listed
+        await wait_until(lambda: len(sink.messages) == 2, timeout=10)
+    finally:
+        await gw.stop()
+    by_job = {m.message["X-Fax-Gateway-Job"]: m.message for m in sink.messages}
+    delivered, failed = by_job[ok], by_job[busy]
+    assert delivered["From"] == failed["From"] == "Praxis Fax <fax@praxis.example>"
+    text = delivered.get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+    assert "Pages: 3 (a cover page and 2 pages of your documents)" in text
+    assert "Documents faxed (after a cover page):\n  1. contract.pdf (pdf, 2 pages)" in text
+    assert " UTC\n" in text and "UTC (UTC)" not in text and "Times are in UTC." in text
+    text = failed.get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+    assert "Attempts: 1" in text and "eFax tried once; this result is final." in text
+    assert "already retried" not in text

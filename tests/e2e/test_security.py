@@ -359,15 +359,22 @@ async def test_reply_to_decides_reports_only_for_trusted_scanners(
         tmp_path, simulator.base_url, certs, users=users, smtp={"trusted_networks": ["127.0.0.0/8"]}
     )
     scan = pdf_mail(sender="mfp@scan.example.com")
-    scan["Reply-To"] = "bob@example.com"
+    scan["Reply-To"] = "desk@scan.example.com"  # one of the scanner mailbox's senders
+    elsewhere = pdf_mail(sender="mfp@scan.example.com")
+    elsewhere["Reply-To"] = "bob@example.com"  # a sender of another mailbox only: not followed
     async with Gateway(settings) as gw:
         trusted = await smtp_send(gw.smtp_port, scan, sender="mfp@scan.example.com")
         signed_in = await mail(gw.smtp_port, scan, context=certs.client, user=(USER, USER_PASSWORD))
+        outside = await smtp_send(gw.smtp_port, elsewhere, sender="mfp@scan.example.com")
         assert gw.store is not None
         first = await gw.store.message(trusted.job_id)
         second = await gw.store.message(signed_in.job_id)
-    assert first is not None and first.report_to == "bob@example.com" and first.auth == "trusted 127.0.0.1"
+        third = await gw.store.message(outside.job_id)
+    assert (
+        first is not None and first.report_to == "desk@scan.example.com" and first.auth == "trusted 127.0.0.1"
+    )
     assert second is not None and second.report_to == "mfp@scan.example.com"
+    assert third is not None and third.report_to == "mfp@scan.example.com"
 
 
 async def test_mail_from_the_internet_needs_dmarc_pass_from_the_named_mta(

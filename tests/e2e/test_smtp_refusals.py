@@ -201,4 +201,7 @@ async def test_too_many_recipients(
     async with Gateway(settings) as gw:
         result = await smtp_send(gw.smtp_port, pdf_mail(to=", ".join(rcpts)), rcpts=rcpts)
     assert (result.stage, result.code) == ("rcpt", 452)
-    assert result.text.startswith("4.5.3 Too many fax recipients in one mail (at most 2)")
+    assert result.text == (
+        "4.5.3 Too many fax recipients: this mail takes 2 numbers, the ones accepted so far; "
+        "send the rest in another mail."
+    )

@@ -73,7 +73,7 @@ async def test_busy_number_fails_with_the_busy_reason(gw: Gateway, tmp_path: Pat
     report = await one_report(tmp_path, job_id)
     assert report.message["Subject"] == "Fax failed: Contract"
     assert "The fax number was busy (eFax code E41)" in report.text
-    assert "eFax already retried it automatically; this result is final." in report.text
+    assert "eFax tried once; this result is final." in report.text  # its details list one attempt
     assert "Try again later" in report.text
     assert report.sender == "<>" and report.message["In-Reply-To"] == "<original-1@example.com>"
 
@@ -83,7 +83,7 @@ async def test_invalid_number_fails_with_the_invalid_reason(gw: Gateway, tmp_pat
     report = await one_report(tmp_path, job_id)
     assert report.message["Subject"] == "Fax failed: Contract"
     assert "The fax number is not valid" in report.text and "E51" in report.text
-    assert "eFax does not retry this; this result is final." in report.text
+    assert "eFax tried once; this result is final." in report.text
     assert report.sender == "<>" and report.message["References"] == "<original-1@example.com>"
 
 

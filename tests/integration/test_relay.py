@@ -197,7 +197,9 @@ async def test_the_probe_connects_as_delivery_does_and_sends_nothing(
     settings = RelaySettings(
         host="127.0.0.1", port=port, tls="starttls", username="gateway", password=PASSWORD, timeout_s=5
     )
-    await RelaySender(settings, tls_context=_client_ctx(ca)).probe()  # STARTTLS, AUTH, QUIT
+    probe = await RelaySender(settings, tls_context=_client_ctx(ca)).probe("alice@example.com")
+    assert probe.encrypted and probe.signed_in and probe.mail_taken  # STARTTLS, AUTH, MAIL, RCPT, QUIT
+    assert probe.rcpt_reply.startswith("250") and "PLAIN" in probe.auth_methods
     assert recorder.envelopes == []
     # what delivery would refuse, the probe refuses too: here, a certificate it does not trust
     with pytest.raises(MailTransient, match=r"^cannot use 127\.0\.0\.1:\d+: ") as untrusted:

@@ -17,6 +17,7 @@ from gateway.core.inbound_mail import (
     ReceivedFax,
     admin_notice,
     attachment_name,
+    details,
     fax_mail,
     message_id_for,
     pretty_number,
@@ -212,3 +213,20 @@ def test_a_multipage_fax_tiff_becomes_a_pdf_with_as_many_pages() -> None:
     pdf = tiff_to_pdf(out.getvalue())
     assert pdf.startswith(b"%PDF")
     assert len(PdfReader(io.BytesIO(pdf)).pages) == 3
+
+
+def test_received_times_name_the_zone_once() -> None:
+    utc = MailContext(from_address="faxes@gw.example.com", zone=ZoneInfo("UTC"))
+    [received] = [v for k, v in details(fax(), None, utc) if k == "Received"]
+    assert received.endswith(" UTC") and "(UTC)" not in received
+    [received] = [v for k, v in details(fax(), None, CTX) if k == "Received"]
+    assert received.endswith(" PST (America/Los_Angeles)")
+
+
+def test_received_fax_mail_is_from_the_gateway_by_name() -> None:
+    bare = MailContext(from_address="faxes@gw.example.com", zone=LA)
+    msg = reparse(fax_mail(fax(), PDF, to=["a@example.com"], mailbox_number=None, ctx=bare, now=NOW))
+    assert msg["From"] == "Fax gateway <faxes@gw.example.com>"
+    named = MailContext(from_address="faxes@gw.example.com", zone=LA, from_name="")
+    msg = reparse(fax_mail(fax(), PDF, to=["a@example.com"], mailbox_number=None, ctx=named, now=NOW))
+    assert msg["From"] == "faxes@gw.example.com"

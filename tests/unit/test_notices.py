@@ -13,6 +13,7 @@ from gateway.core.notices import (
     RESULT_CODES,
     Document,
     LeftOut,
+    OtherDelivery,
     Outcome,
     Report,
     compose,
@@ -100,7 +101,7 @@ def test_every_efax_code_has_plain_words_retry_and_advice(code: str) -> None:
     assert info.meaning.endswith(".") and info.advice
     text, html = texts(mail(report(failed(code))))
     assert info.meaning.rstrip(".") in text and "this result is final" in text
-    assert ("already retried it automatically" in text) == info.retried
+    assert "eFax tried 3 times; this result is final." in text  # failed() says 3 attempts
     assert "What you can do" in text and "What you can do" in html
 
 
@@ -212,24 +213,26 @@ def test_empty_subject_and_header_injection_are_harmless() -> None:
 
 
 @pytest.mark.parametrize(
-    ("to", "header_from", "trusted", "ok"),
+    ("to", "header_from", "expected"),
     [
-        ("alice@example.com", "alice@example.com", False, True),
-        ("ALICE@example.com", "alice@example.com", False, True),
-        ("mallory@example.org", "alice@example.com", False, False),  # not a sender: no backscatter
-        ("desk@elsewhere.example", "mfp@scan.example.com", True, True),  # a trusted scanner's Reply-To
-        ("desk@elsewhere.example", "desk@elsewhere.example", True, False),  # From: must be a sender
-        ("", "alice@example.com", True, False),
-        ("<>", "alice@example.com", True, False),
-        ("MAILER-DAEMON@example.com", "alice@example.com", True, False),
-        ("not-an-address", "alice@example.com", True, False),
+        ("alice@example.com", "alice@example.com", "alice@example.com"),
+        ("ALICE@example.com", "alice@example.com", "ALICE@example.com"),
+        ("mallory@example.org", "mallory@example.org", None),  # not a sender: no backscatter
+        ("desk@scan.example.com", "mfp@scan.example.com", "desk@scan.example.com"),  # a sender
+        ("desk@elsewhere.example", "mfp@scan.example.com", "mfp@scan.example.com"),  # no outside Reply-To
+        ("desk@elsewhere.example", "desk@elsewhere.example", None),  # From: must be a sender
+        ("", "alice@example.com", "alice@example.com"),
+        ("", "", None),
+        ("<>", "<>", None),
+        ("MAILER-DAEMON@example.com", "MAILER-DAEMON@example.com", None),
+        ("not-an-address", "not-an-address", None),
     ],
 )
-def test_who_may_get_a_report(to: str, header_from: str, trusted: bool, ok: bool) -> None:
-    senders = ["alice@example.com", "*@scan.example.com"]
-    address, why = report_recipient(to, header_from=header_from, trusted=trusted, senders=senders)
-    assert (address is not None) == ok, why
-    gone = report_recipient("alice@example.com", header_from="alice@example.com", trusted=True, senders=None)
+def test_who_may_get_a_report(to: str, header_from: str, expected: str | None) -> None:
+    senders = ["alice@example.com", "*@scan.example.com", "mailer-daemon@example.com"]
+    address, why = report_recipient(to, header_from=header_from, senders=senders)
+    assert address == expected, why
+    gone = report_recipient("alice@example.com", header_from="alice@example.com", senders=None)
     assert gone[0] is None
 
 
@@ -245,3 +248,95 @@ def test_faxes_are_matched_to_recipients_despite_number_spelling() -> None:
     numbers = ["13235551212", "+442079460958", "13235550000"]
     assert match_destinations(numbers, ["3235550000", "+442079460958", "3235551212"]) == [2, 1, 0]
     assert match_destinations(numbers, ["", "?", "x"]) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("attempts", "code", "words"),
+    [
+        (1, "E41", "eFax tried once; this result is final."),  # never "already retried" beside one
+        (3, "E41", "eFax tried 3 times; this result is final."),
+        (None, "E41", "eFax retries this kind of failure by itself before it gives up"),
+        (None, "E51", "eFax does not retry this; this result is final."),
+    ],
+)
+def test_what_the_report_says_of_retries_agrees_with_the_attempts(
+    attempts: int | None, code: str, words: str
+) -> None:
+    outcome = Outcome("+1 323-555-0000", None, FaxStatus.FAILED, error_code=code, attempts=attempts)
+    text, html = texts(mail(report(outcome)))
+    assert words in text and words in html
+    assert "already retried" not in text
+    assert f"Attempts: {attempts if attempts is not None else 'unknown'}" in text
+
+
+def test_a_cover_page_is_said_to_be_counted_in_the_pages() -> None:
+    text, html = texts(mail(report(delivered(), cover_page=True)))  # 3 pages, documents 2
+    assert "Pages: 3 (a cover page and 2 pages of your documents)" in text
+    assert "Documents faxed (after a cover page):" in text and "1. contract.pdf (pdf, 2 pages)" in text
+    assert "a cover page and 2 pages of your documents" in html
+    text, _ = texts(mail(report(delivered())))  # no cover page: the number alone
+    assert "Pages: 3\n" in text and "cover" not in text
+    partial = Outcome("+1 323-555-0000", None, FaxStatus.FAILED, error_code="E42", pages=1, attempts=1)
+    text, _ = texts(mail(report(partial, cover_page=True)))
+    assert "Pages sent: 1 (counting the cover page)" in text
+
+
+def test_times_in_utc_say_utc_once() -> None:
+    built = compose(
+        report(delivered()),
+        to="alice@example.com",
+        from_address="fax@example.com",
+        zone=ZoneInfo("UTC"),
+        now=T0,
+        message_id="<r@example.com>",
+    )
+    text = built.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Accepted by the gateway: 2024-05-10 13:07:00 UTC\n" in text and "UTC (UTC)" not in text
+
+
+def test_the_report_from_has_a_display_name() -> None:
+    assert mail(report(delivered()))["From"] == "Fax gateway <fax-gateway@fax.local>"
+    named = compose(
+        report(delivered()),
+        to="alice@example.com",
+        from_address="fax@example.com",
+        zone=BERLIN,
+        now=T0,
+        message_id="<r@example.com>",
+        from_name="Praxis Fax",
+    )
+    assert named["From"] == "Praxis Fax <fax@example.com>"
+
+
+def test_the_parts_of_a_mail_delivered_apart_say_where_the_other_numbers_went() -> None:
+    first = report(
+        delivered(),
+        intended=("+1 323-555-1212 (Bob Smith)",),
+        deferred=("+1 323-555-0300", "+1 323-555-0301"),
+    )
+    text, html = texts(mail(first))  # written before the rest came
+    assert "your mail server delivered it in parts. This report is about +1 323-555-1212 (Bob Smith)." in text
+    assert (
+        "The gateway asked your mail server to send +1 323-555-0300 and +1 323-555-0301 in another "
+        "delivery, which gets a report of its own; if none comes, send your mail again to those numbers."
+    ) in text
+    assert "delivered it in parts" in html
+    later = report(
+        delivered(),
+        intended=("+1 323-555-1212 (Bob Smith)",),
+        deferred=("+1 323-555-0300", "+1 323-555-0301"),
+        other_deliveries=(OtherDelivery("01HXJOB2", ("+1 323-555-0300", "+1 323-555-0301")),),
+    )
+    text, _ = texts(mail(later))
+    assert "+1 323-555-0300 and +1 323-555-0301 came in another delivery (job 01HXJOB2)" in text
+    assert "asked your mail server" not in text
+    rest = report(
+        delivered("+1 323-555-0300", None),
+        intended=("+1 323-555-0300",),
+        other_deliveries=(OtherDelivery("01HXJOB", ("+1 323-555-1212",)),),
+    )
+    text, _ = texts(mail(rest))
+    assert "This report is about +1 323-555-0300." in text
+    assert "+1 323-555-1212 came in another delivery (job 01HXJOB) and gets a report of its own." in text
+    plain, _ = texts(mail(report(delivered())))
+    assert "in parts" not in plain
