@@ -56,6 +56,7 @@ class Gateway:
     smtp_server: asyncio.Server | None = None
     smtp_tls_server: asyncio.Server | None = None  # implicit TLS (smtp.implicit_tls_listen)
     audit: Audit | None = None
+    handler: FaxHandler | None = None  # the SMTP handler: its refusal summaries and AUTH threads
     readers: MailReaders | None = None  # child processes that parse mails
     purger: Purger | None = None  # database.keep_days
     heartbeat: Heartbeat | None = None  # renews the workers' leases
@@ -140,7 +141,7 @@ class Gateway:
             self.tasks.append(asyncio.create_task(self.purger.run(), name=self.purger.name))
         await self._start_http()
         limits = ExtractionLimits(office_converter=find_office_converter())
-        handler = FaxHandler(
+        handler = self.handler = FaxHandler(
             s,
             self.store,
             limits=limits,
@@ -344,6 +345,8 @@ class Gateway:
             self.smtp_server.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.smtp_server.wait_closed(), timeout=2)
+        if self.handler is not None:
+            self.handler.close()
         if self.readers is not None:
             await self.readers.stop()
         for worker in self.workers:

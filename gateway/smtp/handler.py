@@ -7,7 +7,10 @@ the store only; never eFax.
 Deny by default. Every refusal happens at the earliest step, as one reply line with
 an RFC 3463 code and a sentence a person understands, and is written to the audit log:
 
-- AUTH: wrong user name or password (535 5.7.8; the third in a session: 421 4.7.0)
+- AUTH: wrong user name or password (535 5.7.8; the third in a session: 421 4.7.0);
+  too many failures from the address or for the name, across sessions (454 4.7.0)
+- any command: the ``smtp.hard_error_limit``-th refusal without a mail accepted closes
+  the session (421 4.7.0, from the server)
 - MAIL FROM: session neither authenticated nor from a trusted network (530 5.7.0; a
   client outside them gets 530 5.7.0 before any command when ``require_tls``, from the
   server); null sender (550 5.7.1); sender not in the senders of a mailbox the session may use
@@ -24,6 +27,11 @@ an RFC 3463 code and a sentence a person understands, and is written to the audi
 Who: an authenticated user may send from the mailboxes it is bound to (``users``); a
 trusted network (``smtp.trusted_networks``) from any mailbox whose ``senders`` match.
 Either way the envelope sender and the From header must match the mailbox's senders.
+
+Refusals are logged and audited whole while they are few; a client address that
+collects more than a handful a minute is summarised in one line and one audit record
+per minute (``gateway.smtp.refusals``). Failed sign-ins are throttled across sessions
+(``gateway.smtp.throttle``).
 
 Settings: ``fax_domain``, ``default_country``, ``smtp.*``, ``policy.*``, ``users``,
 ``mailboxes``, ``logging.mask``.
@@ -71,6 +79,8 @@ from gateway.settings import Mailbox, Settings
 from gateway.smtp.auth import AuthMechanisms, AuthUser, UserDirectory
 from gateway.smtp.ingress import Ingress
 from gateway.smtp.reading import MailReaders, ReaderUnavailable, ReadMail, read_mail
+from gateway.smtp.refusals import RefusalDigest, Summary
+from gateway.smtp.throttle import AuthThrottle, Throttled
 from gateway.smtp.usage import UsageWindows
 from gateway.store.base import LeftOut, MessageOptions, NewDocument, NewMessage, Recipient, Store, StoreError
 
@@ -128,7 +138,16 @@ class FaxHandler(AuthMechanisms):
         self.clock = clock
         self.metrics = metrics
         self.audit = audit or Audit(clock=clock)
-        self.users = UserDirectory(settings.users)
+        smtp = settings.smtp
+        self.users = UserDirectory(settings.users, threads=smtp.auth_hash_threads)
+        self.throttle = AuthThrottle(
+            delay_s=smtp.auth_failure_delay_s,
+            max_delay_s=smtp.auth_failure_max_delay_s,
+            lockout_failures=smtp.auth_lockout_failures,
+            lockout_s=smtp.auth_lockout_s,
+        )
+        self.refusals = RefusalDigest()
+        self._summary_timer: asyncio.TimerHandle | None = None
         p = settings.policy
         self.rate_limits = RateLimits(
             faxes_per_hour_per_sender=p.faxes_per_hour_per_sender,
@@ -160,7 +179,24 @@ class FaxHandler(AuthMechanisms):
     def connection_refused(self, ip: str, reply: str) -> None:
         if self.metrics is not None:
             self.metrics.smtp_refusal(421)
-        log.warning("connection refused: %s", reply, extra=event("connection refused", peer=ip))
+        if self._whole(ip, "connect", reply):
+            log.warning("connection refused: %s", reply, extra=event("connection refused", peer=ip))
+            self.audit.refused(stage="connect", reply=reply, who=f"unknown {ip}", peer=ip)
+
+    def session_closed(self, ip: str) -> None:
+        self._write_summaries(self.refusals.due())
+
+    def too_many_errors(self, session: Session, reply: str) -> None:
+        """The server closes a session that collected ``smtp.hard_error_limit`` refusals."""
+        self._refuse(reply, "session", session)
+
+    def close(self) -> None:
+        """At the end: every refusal still only counted is summarised; the AUTH threads go."""
+        if self._summary_timer is not None:
+            self._summary_timer.cancel()
+            self._summary_timer = None
+        self._write_summaries(self.refusals.due(everything=True))
+        self.users.close()
 
     def reply_sent(self, reply: str) -> None:
         code = reply[:3]
@@ -191,12 +227,35 @@ class FaxHandler(AuthMechanisms):
             allowed = [m for m in allowed if _digits(m.fax_number) in numbers]
         return [m for m in allowed if sender_matches(address, m.senders)]
 
-    def sign_in_failed(self, session: Session, login: str, failures: int) -> None:
-        reply = "535 5.7.8 The user name or password is wrong."
+    def sign_in_failed(self, session: Session, login: str, failures: int, reply: str) -> None:
+        if not self._whole(_peer(session), "auth", reply):
+            return
         log.warning(
-            "sign-in failed", extra=event("auth failed", user=login, peer=_peer(session), failures=failures)
+            "sign-in failed: %s",
+            reply,
+            extra=event(
+                "auth failed", user=login, peer=_peer(session), helo=session.host_name, failures=failures
+            ),
         )
         self.audit.refused(stage="auth", reply=reply, who=self.who(session), peer=_peer(session), user=login)
+
+    def sign_ins_throttled(self, session: Session, threshold: Throttled) -> None:
+        what = f"the {threshold.kind} {threshold.key}"
+        if threshold.locked_for_s is None:
+            log.warning(
+                "sign-ins for %s now wait before their password is checked (%d failed)",
+                what,
+                threshold.failures,
+                extra=event("auth delayed", peer=_peer(session), **{threshold.kind: threshold.key}),
+            )
+        else:
+            log.warning(
+                "sign-ins for %s refused for %g seconds after %d failures",
+                what,
+                threshold.locked_for_s,
+                threshold.failures,
+                extra=event("auth locked", peer=_peer(session), **{threshold.kind: threshold.key}),
+            )
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
@@ -569,6 +628,8 @@ class FaxHandler(AuthMechanisms):
         header_from: str | None = None,
     ) -> str:
         peer = _peer(session)
+        if not self._whole(peer, stage, reply):
+            return reply
         log.info(
             "refused: %s",
             reply,
@@ -576,6 +637,7 @@ class FaxHandler(AuthMechanisms):
                 "refused",
                 stage=stage,
                 peer=peer,
+                helo=session.host_name,
                 sender=self._mask_address(sender) if sender else None,
                 to=",".join(self._mask_number(n) for n in numbers) if numbers else None,
             ),
@@ -591,6 +653,37 @@ class FaxHandler(AuthMechanisms):
             user=self.user(session),
         )
         return reply
+
+    def _whole(self, peer: str | None, stage: str, reply: str) -> bool:
+        """Is this refusal written whole? Else it is counted, for a summary at its window's end."""
+        noted = self.refusals.note(peer, stage, reply[:3])
+        if noted == "counted first" and self._summary_timer is None:
+            with contextlib.suppress(RuntimeError):  # no running loop: summarised at close
+                loop = asyncio.get_running_loop()
+                self._summary_timer = loop.call_later(
+                    self.refusals.seconds_left(peer) + 0.01, self._summaries_due
+                )
+        return noted == "whole"
+
+    def _summaries_due(self) -> None:
+        self._summary_timer = None
+        self._write_summaries(self.refusals.due())
+        left = self.refusals.next_due()
+        if left is not None:
+            self._summary_timer = asyncio.get_running_loop().call_later(left + 0.01, self._summaries_due)
+
+    def _write_summaries(self, summaries: list[Summary]) -> None:
+        for summary in summaries:
+            log.warning(
+                "%d more refusals for %s within a minute, not logged one by one: %s",
+                summary.total,
+                summary.peer,
+                summary.text(),
+                extra=event("refusals", peer=summary.peer, count=summary.total),
+            )
+            self.audit.refusals(
+                peer=summary.peer, counts=summary.counts, seconds=summary.last_at - summary.first_at
+            )
 
     async def handle_exception(self, error: Exception) -> str:
         log.exception("SMTP session failed", extra=event("session error"))
