@@ -85,8 +85,8 @@ class SessionLimits:
     """Open sessions in total and per client address, shared by both listeners.
 
     Clients outside the trusted networks may use ``max_sessions - reserved`` of them
-    (``reserved`` at most half of ``max_sessions``); the rest are for the trusted networks. Addresses are counted by ``client_key``
-    (IPv6 by its /64).
+    (``reserved`` at most half of ``max_sessions``); the rest are for the trusted
+    networks. Addresses are counted by ``client_key`` (IPv6 by its /64).
     """
 
     max_sessions: int
