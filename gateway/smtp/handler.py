@@ -72,7 +72,9 @@ from gateway.core.documents import (
     reassemble_partials,
 )
 from gateway.core.ids import new_job_id
+from gateway.core.partial import MAX_PIECES
 from gateway.core.policy import RateLimits, Use, Verdict, check_rates, header_refusal, payload_refusal
+from gateway.core.senders import SenderRefused, header_fields, one_sender
 from gateway.logs import event, mask_address, mask_number
 from gateway.metrics import Metrics
 from gateway.settings import Mailbox, Settings
@@ -82,7 +84,16 @@ from gateway.smtp.reading import MailReaders, ReaderUnavailable, ReadMail, read_
 from gateway.smtp.refusals import RefusalDigest, Summary
 from gateway.smtp.throttle import AuthThrottle, Throttled
 from gateway.smtp.usage import UsageWindows
-from gateway.store.base import LeftOut, MessageOptions, NewDocument, NewMessage, Recipient, Store, StoreError
+from gateway.store.base import (
+    LeftOut,
+    MessageOptions,
+    NewDocument,
+    NewMessage,
+    PartialTooBig,
+    Recipient,
+    Store,
+    StoreError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -363,47 +374,35 @@ class FaxHandler(AuthMechanisms):
         too_much = header_refusal(raw, max_bytes=smtp.max_header_bytes, max_fields=smtp.max_headers)
         if too_much:
             return refuse(too_much)
+        checked = self._check_sender(raw, txn, session, sender)  # before any parsing
+        if isinstance(checked, _Refusal):
+            return refuse(checked.reply, checked.header_from)
+        mailbox, header_from = checked
         try:
             mail = await self._read_mail(raw)
         except SplitMessage:
-            # One piece of a message/partial mail: keep it; the last one to arrive
-            # carries the whole mail on through the checks below.
-            whole = await self._piece(raw, sender, envelope)
+            # One piece of a message/partial mail: checked like a mail, then kept; the
+            # last one to arrive carries the whole mail on through the checks below.
+            whole = await self._piece(raw, sender, envelope, mailbox, faxes=len(numbers))
             if isinstance(whole, str):
-                return whole if whole.startswith("250") else refuse(whole)
-            try:
-                mail = await self._read_mail(whole)
-            except DocumentError as err:  # a piece within a piece included
-                return refuse(f"554 5.6.0 {_one_line(str(err))}")
+                return whole if whole.startswith("250") else refuse(whole, header_from)
             raw = whole
             envelope.original_content = whole
+            checked = self._check_whole(whole, txn, session, sender)
+            if isinstance(checked, _Refusal):
+                return refuse(checked.reply, checked.header_from)
+            mailbox, header_from = checked
+            try:
+                mail = await self._read_mail(whole)
+            except TooManyPages as err:
+                return refuse(f"552 5.3.4 {_one_line(str(err))}", header_from)
+            except DocumentError as err:  # a piece within a piece included
+                return refuse(f"554 5.6.0 {_one_line(str(err))}", header_from)
         except TooManyPages as err:
-            return refuse(f"552 5.3.4 {_one_line(str(err))}")
+            return refuse(f"552 5.3.4 {_one_line(str(err))}", header_from)
         except DocumentError as err:
-            return refuse(f"554 5.6.0 {_one_line(str(err))}")
+            return refuse(f"554 5.6.0 {_one_line(str(err))}", header_from)
 
-        froms = getaddresses(list(mail.froms))
-        header_from = froms[0][1] if len(froms) == 1 else ""
-        if len(froms) != 1:
-            return refuse("550 5.7.1 The mail must have exactly one From: address to be faxed.")
-        mailbox = next((m for m in txn.mailboxes if sender_matches(header_from, m.senders)), None)
-        if mailbox is None:
-            return refuse(
-                f"550 5.7.1 The From: address {header_from or '(none)'} is not allowed to send "
-                "faxes through this gateway.",
-                header_from,
-            )
-        p = self.settings.policy
-        if p.require_authentication_results and self.user(session) is None:
-            unverified = authresults.verify(
-                list(mail.authentication_results),
-                requirement=p.require_authentication_results,
-                authserv_id=p.authserv_id,
-                from_domain=header_from,
-                mailfrom_domain=sender,
-            )
-            if unverified:
-                return refuse(unverified, header_from)
         extraction = mail.extraction
         too_heavy = payload_refusal([d.size for d in extraction.documents], len(numbers))
         if too_heavy:
@@ -465,15 +464,72 @@ class FaxHandler(AuthMechanisms):
         )
         return f"250 2.0.0 Ok: queued as {new.id}"
 
-    async def _piece(self, raw: bytes, sender: str, envelope: Envelope) -> bytes | str:
-        """Keep a message/partial piece: the whole mail once complete, else the reply."""
+    def _check_sender(
+        self, raw: bytes, txn: _Transaction, session: Session, sender: str
+    ) -> tuple[Mailbox, str] | _Refusal:
+        """The mailbox and the From address of a mail (or a piece), read from its header
+        bytes alone, before anything of it is parsed; else the refusal."""
+        try:
+            found = one_sender(header_fields(raw, "From"))
+        except SenderRefused as err:
+            return _Refusal(err.reply, None)
+        address = found.address
+        mailbox = next((m for m in txn.mailboxes if sender_matches(address, m.senders)), None)
+        if mailbox is None:
+            return _Refusal(
+                f"550 5.7.1 The From: address {address} is not allowed to send faxes through this gateway.",
+                address,
+            )
+        p = self.settings.policy
+        if p.require_authentication_results and self.user(session) is None:
+            unverified = authresults.verify(
+                header_fields(raw, "Authentication-Results"),
+                requirement=p.require_authentication_results,
+                authserv_id=p.authserv_id,
+                from_domain=found.dmarc_domain,  # the RFC5322.From domain, as DMARC takes it
+                mailfrom_domain=sender,
+            )
+            if unverified:
+                return _Refusal(unverified, address)
+        return mailbox, address
+
+    def _check_whole(
+        self, whole: bytes, txn: _Transaction, session: Session, sender: str
+    ) -> tuple[Mailbox, str] | _Refusal:
+        """A reassembled split mail: the size, header and sender checks of any mail."""
+        smtp = self.settings.smtp
+        if len(whole) > smtp.max_message_bytes:
+            return _Refusal(_split_too_big(len(whole), smtp.max_message_bytes), None)
+        too_much = header_refusal(whole, max_bytes=smtp.max_header_bytes, max_fields=smtp.max_headers)
+        if too_much:
+            return _Refusal(too_much, None)
+        return self._check_sender(whole, txn, session, sender)
+
+    async def _piece(
+        self, raw: bytes, sender: str, envelope: Envelope, mailbox: Mailbox, *, faxes: int
+    ) -> bytes | str:
+        """Keep a message/partial piece: the whole mail once complete, else the reply.
+
+        The piece has passed the sender and From: checks of any mail; here the sending
+        limits (as at RCPT: its pages are not known until the whole is in) and the split
+        mail's bounds: at most ``MAX_PIECES`` pieces, ``smtp.max_message_bytes`` together,
+        counted as each piece arrives."""
         head = await asyncio.to_thread(parse_message, raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
         key = partial_key(head)
         if key is None:
             return "554 5.6.0 This is a piece of a split message without a usable id or number."
         ident, number, total = key
+        if number > MAX_PIECES or (total or 0) > MAX_PIECES:
+            return (
+                f"552 5.3.4 This split message has more than {MAX_PIECES} pieces, more than this "
+                "gateway joins; send it as one message."
+            )
+        verdict = await self._rates(sender, mailbox, faxes=faxes, pages=0, final=True)
+        if not verdict.ok:
+            return verdict.reply or ""
         now = self.clock()
-        window = self.settings.smtp.partial_window_s
+        smtp = self.settings.smtp
+        window = smtp.partial_window_s
         payload = {"sender": sender, "subject": str(head.get("Subject", "")), "id": ident}
         try:
             pieces = await self.store.add_partial(
@@ -485,7 +541,16 @@ class FaxHandler(AuthMechanisms):
                 now=now,
                 expire_at=now + window,
                 payload=payload,
+                max_pieces=MAX_PIECES,
+                max_bytes=smtp.max_message_bytes,
             )
+        except PartialTooBig as err:
+            if err.pieces > MAX_PIECES:
+                return (
+                    f"552 5.3.4 This split message has more than {MAX_PIECES} pieces, more than "
+                    "this gateway joins; send it as one message."
+                )
+            return _split_too_big(err.size, smtp.max_message_bytes)
         except StoreError as err:
             log.error("cannot store a piece: %s", err, extra=event("store failed"))
             return "451 4.3.0 The gateway cannot store your mail right now; please try again later."
@@ -688,6 +753,19 @@ class FaxHandler(AuthMechanisms):
     async def handle_exception(self, error: Exception) -> str:
         log.exception("SMTP session failed", extra=event("session error"))
         return "451 4.3.0 The gateway had a problem with this mail; please try again later."
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    reply: str
+    header_from: str | None  # the From address, when it was read
+
+
+def _split_too_big(size: int, limit: int) -> str:
+    return (
+        f"552 5.3.4 The pieces of this split message come to {size / 1_000_000:.1f} MB, more than "
+        f"the {limit / 1_000_000:g} MB one mail may have here; send fewer or smaller attachments."
+    )
 
 
 def _peer(session: Session) -> str | None:

@@ -216,6 +216,10 @@ class Queries:
     SELECT_PARTIAL_NUMBERS = """
     SELECT number, total FROM partials WHERE sender_key = ? AND partial_id = ? ORDER BY number
     """
+    PARTIAL_SIZE_WITHOUT = """
+    SELECT COUNT(*), COALESCE(SUM(LENGTH(raw)), 0) FROM partials
+     WHERE sender_key = ? AND partial_id = ? AND number <> ?
+    """
     SELECT_PARTIAL_RAW = "SELECT raw FROM partials WHERE sender_key = ? AND partial_id = ? ORDER BY number"
     DELETE_PARTIAL = "DELETE FROM partials WHERE sender_key = ? AND partial_id = ?"
     # Serialises one split mail's pieces across processes (a no-op with a single writer).
