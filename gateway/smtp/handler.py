@@ -763,9 +763,13 @@ class _Refusal:
 
 def _split_too_big(size: int, limit: int) -> str:
     return (
-        f"552 5.3.4 The pieces of this split message come to {size / 1_000_000:.1f} MB, more than "
-        f"the {limit / 1_000_000:g} MB one mail may have here; send fewer or smaller attachments."
+        f"552 5.3.4 The pieces of this split message come to {_amount(size)}, more than the "
+        f"{_amount(limit)} one mail may have here; send fewer or smaller attachments."
     )
+
+
+def _amount(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB" if size >= 1_000_000 else f"{-(-size // 1000)} KB"
 
 
 def _peer(session: Session) -> str | None:
