@@ -1,6 +1,7 @@
 """``fax-gateway serve``: every stage in one process, wired through the store.
 
-Start order: store, eFax (the built-in simulator when no App ID is configured), mail
+Start order: a check that every place it writes to can be written (``gateway.datadir``),
+store, eFax (the built-in simulator when no App ID is configured), mail
 out, workers, HTTP, and last the SMTP listener, so nothing is accepted before it can
 be stored and worked on. Stop order is the reverse: stop accepting, let workers finish
 the job in hand, give back what they hold, close the store. Exit status 0.
@@ -22,6 +23,7 @@ from gateway.audit import Audit
 from gateway.convert.office import find_office_converter
 from gateway.core.documents import ExtractionLimits
 from gateway.core.retry import RetryPolicy
+from gateway.datadir import check_data_paths
 from gateway.efax.client import EfaxClient
 from gateway.logs import event
 from gateway.mail.relay import MailSender, make_sender
@@ -72,6 +74,7 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
+        check_data_paths(s)  # a read-only data directory: one sentence, exit 2
         self.store = await open_store(s.database.url, password=s.database.password.get_secret_value())
         processes = s.smtp.reader_processes
         if processes is None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -53,6 +54,8 @@ class Audit:
         self.clock = clock
         self._file: logging.Handler | None = None
         if audit_file:
+            # Created readable by the gateway's user only: it names every sender and number.
+            os.close(os.open(audit_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
             self._file = logging.FileHandler(audit_file, encoding="utf-8")
             self._file.setFormatter(logging.Formatter("%(message)s"))
             self.logger.addHandler(self._file)
