@@ -99,3 +99,25 @@ async def test_client_values_are_escaped_in_log_and_audit_lines(
     parsed = [json.loads(line) for line in records.split("\n") if line]
     assert [r["user"] for r in parsed if r.get("stage") == "auth"] == [FORGED[:64], SNEAKY]  # the very values
     assert [r["sender"] for r in parsed if r.get("stage") == "mail"] == ["ev\x1bil\r@example.com"]
+
+
+async def test_a_reply_that_names_a_client_value_stays_one_clean_line(gateway: Gateway) -> None:
+    def session() -> list[bytes]:
+        raw = Raw(gateway.smtp_port)
+        seen = [raw.reply()]
+        for command in (
+            b"EHLO client.example.com\r\n",
+            b"MAIL FROM:<ev\x1bil\r@example.com>\r\n",
+            b"QUIT\r\n",
+        ):
+            raw.send(command)
+            seen.append(raw.reply())
+        raw.close()
+        return seen
+
+    seen = await asyncio.to_thread(session)
+    assert seen[2] == (
+        b"550 5.7.1 ev?il?@example.com is not allowed to send faxes through this gateway; "
+        b"ask the administrator to add it to a mailbox's senders.\r\n"
+    )
+    assert seen[3] == b"221 Bye\r\n"  # nothing the client sent was taken for a reply of its own
