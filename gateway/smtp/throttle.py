@@ -46,7 +46,7 @@ def client_key(host: str) -> str:
 
 @dataclass
 class _Record:
-    failures: deque[float] = field(default_factory=deque)
+    failures: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
     locked_until: float = 0.0
     said_delay: bool = False
     said_lock: bool = False
