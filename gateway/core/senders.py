@@ -60,7 +60,9 @@ def header_fields(raw: bytes, name: str) -> list[str]:
     wanted = name.lower().encode("ascii")
     values: list[bytearray] = []
     current: bytearray | None = None
-    for line in raw.split(b"\n"):
+    ends = [at for at in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if at >= 0]
+    header = raw[: min(ends) + 1] if ends else raw  # only the header is split into lines
+    for line in header.split(b"\n"):
         line = line[:-1] if line.endswith(b"\r") else line
         if not line:
             break

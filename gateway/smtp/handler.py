@@ -18,8 +18,10 @@ an RFC 3463 code and a sentence a person understands, and is written to the audi
 - RCPT TO: other domain / relaying (550 5.7.1), bad number (553 5.1.3), destination not
   allowed: premium-rate and other special numbers, ``deny_numbers``, countries (550
   5.7.1); too many recipients (452 4.5.3); over the hourly fax limit (451 4.7.1)
-- DATA: header too large (552 5.3.4), header From not allowed or not exactly one (550
-  5.7.1), upstream sender verification missing (550 5.7.1), nothing to fax (554 5.6.0),
+- DATA: header too large (552 5.3.4), header From not allowed, not exactly one, or
+  ambiguous (550 5.7.1; read from the header bytes before anything is parsed), upstream
+  sender verification missing (550 5.7.1), a piece of a split mail over 100 pieces or
+  ``smtp.max_message_bytes`` together (552 5.3.4), nothing to fax (554 5.6.0),
   too many pages or documents, or over eFax's 100 MB (552 5.3.4), over a sending limit
   (451 4.7.1, with when to try again), store trouble (451 4.3.0); too big overall
   (552 5.3.4, from the server)
@@ -98,6 +100,10 @@ from gateway.store.base import (
 log = logging.getLogger(__name__)
 
 _QUICK_BYTES = 512 * 1024  # mails up to this size may be read on the event loop
+_TOO_MANY_PIECES = (
+    f"552 5.3.4 This split message has more than {MAX_PIECES} pieces, more than this gateway "
+    "joins; send it as one message."
+)
 
 
 @dataclass
@@ -520,10 +526,7 @@ class FaxHandler(AuthMechanisms):
             return "554 5.6.0 This is a piece of a split message without a usable id or number."
         ident, number, total = key
         if number > MAX_PIECES or (total or 0) > MAX_PIECES:
-            return (
-                f"552 5.3.4 This split message has more than {MAX_PIECES} pieces, more than this "
-                "gateway joins; send it as one message."
-            )
+            return _TOO_MANY_PIECES
         verdict = await self._rates(sender, mailbox, faxes=faxes, pages=0, final=True)
         if not verdict.ok:
             return verdict.reply or ""
@@ -546,10 +549,7 @@ class FaxHandler(AuthMechanisms):
             )
         except PartialTooBig as err:
             if err.pieces > MAX_PIECES:
-                return (
-                    f"552 5.3.4 This split message has more than {MAX_PIECES} pieces, more than "
-                    "this gateway joins; send it as one message."
-                )
+                return _TOO_MANY_PIECES
             return _split_too_big(err.size, smtp.max_message_bytes)
         except StoreError as err:
             log.error("cannot store a piece: %s", err, extra=event("store failed"))
