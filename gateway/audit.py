@@ -55,6 +55,7 @@ class Audit:
         self._file: logging.Handler | None = None
         if audit_file:
             # Created readable by the gateway's user only: it names every sender and number.
+            os.makedirs(os.path.dirname(os.path.abspath(audit_file)), mode=0o700, exist_ok=True)
             os.close(os.open(audit_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
             self._file = logging.FileHandler(audit_file, encoding="utf-8")
             self._file.setFormatter(logging.Formatter("%(message)s"))

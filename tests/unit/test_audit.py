@@ -115,3 +115,17 @@ def test_client_values_that_break_lines_are_escaped_and_decode_to_themselves(tmp
     assert "\\u2028" in text and "\\u202e" in text and "\\u0085" in text
     [record] = lines(path)
     assert record["user"] == user
+
+
+def test_the_audit_file_and_its_directory_are_made_private(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    path = tmp_path / "logs" / "audit.jsonl"
+    old = os.umask(0o022)
+    try:
+        Audit(logger=logging.getLogger("test.audit.private"), audit_file=str(path)).close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
