@@ -21,7 +21,8 @@ an RFC 3463 code and a sentence a person understands, and is written to the audi
 - DATA: header too large (552 5.3.4), header From not allowed, not exactly one, or
   ambiguous (550 5.7.1; read from the header bytes before anything is parsed), upstream
   sender verification missing (550 5.7.1), a piece of a split mail over 100 pieces or
-  ``smtp.max_message_bytes`` together (552 5.3.4), nothing to fax (554 5.6.0),
+  ``smtp.max_message_bytes`` together (552 5.3.4), the first piece of a sixth split mail
+  still waiting for pieces (451 4.7.1), nothing to fax (554 5.6.0),
   too many pages or documents, or over eFax's 100 MB (552 5.3.4), over a sending limit
   (451 4.7.1, with when to try again), store trouble (451 4.3.0); too big overall
   (552 5.3.4, from the server)
@@ -74,7 +75,7 @@ from gateway.core.documents import (
     reassemble_partials,
 )
 from gateway.core.ids import new_job_id
-from gateway.core.partial import MAX_PIECES
+from gateway.core.partial import MAX_OPEN_PER_SENDER, MAX_PIECES
 from gateway.core.policy import RateLimits, Use, Verdict, check_rates, header_refusal, payload_refusal
 from gateway.core.senders import SenderRefused, header_fields, one_sender
 from gateway.logs import event, mask_address, mask_number
@@ -95,6 +96,7 @@ from gateway.store.base import (
     Recipient,
     Store,
     StoreError,
+    TooManySplitMails,
 )
 
 log = logging.getLogger(__name__)
@@ -519,7 +521,9 @@ class FaxHandler(AuthMechanisms):
         The piece has passed the sender and From: checks of any mail; here the sending
         limits (as at RCPT: its pages are not known until the whole is in) and the split
         mail's bounds: at most ``MAX_PIECES`` pieces, ``smtp.max_message_bytes`` together,
-        counted as each piece arrives."""
+        counted as each piece arrives, and at most ``MAX_OPEN_PER_SENDER`` split mails of
+        one sender waiting for pieces at once (a piece is not a fax: the sending limits
+        do not count it)."""
         head = await asyncio.to_thread(parse_message, raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
         key = partial_key(head)
         if key is None:
@@ -546,11 +550,18 @@ class FaxHandler(AuthMechanisms):
                 payload=payload,
                 max_pieces=MAX_PIECES,
                 max_bytes=smtp.max_message_bytes,
+                max_open=MAX_OPEN_PER_SENDER,
             )
         except PartialTooBig as err:
             if err.pieces > MAX_PIECES:
                 return _TOO_MANY_PIECES
             return _split_too_big(err.size, smtp.max_message_bytes)
+        except TooManySplitMails as err:
+            return (
+                f"451 4.7.1 {err.open_mails} split messages from {sender} are still waiting for "
+                f"pieces, as many as this gateway keeps at once; send their missing pieces, or "
+                f"try again once they have expired (after {window / 60:g} minutes)."
+            )
         except StoreError as err:
             log.error("cannot store a piece: %s", err, extra=event("store failed"))
             return "451 4.3.0 The gateway cannot store your mail right now; please try again later."

@@ -16,6 +16,7 @@ from gateway.store.base import (
     NewMessage,
     PartialTooBig,
     Recipient,
+    TooManySplitMails,
 )
 from gateway.store.engine import SqlStore
 
@@ -287,6 +288,30 @@ async def test_a_piece_over_the_split_mails_bounds_is_not_kept(store: Store) -> 
         await add(4, b"")
     assert (too_many.value.pieces, too_many.value.size) == (4, 9)
     assert await store.partial_pieces(sender_key="a@x", partial_id="p2") == [(1, None), (2, None), (3, None)]
+
+
+async def test_a_sender_has_at_most_max_open_split_mails_waiting(store: Store) -> None:
+    async def first(ident: str, sender: str = "a@x") -> list[bytes] | None:
+        return await store.add_partial(
+            sender_key=sender,
+            partial_id=ident,
+            number=1,
+            total=None,
+            raw=b"one",
+            now=1.0,
+            expire_at=100.0,
+            payload={},
+            max_open=2,
+        )
+
+    assert await first("m1") is None and await first("m2") is None
+    assert await first("m1") is None  # a resend of a waiting one is no new split mail
+    with pytest.raises(TooManySplitMails) as refused:
+        await first("m3")
+    assert refused.value.open_mails == 2
+    assert await first("m3", sender="b@x") is None  # another sender has its own
+    await store.drop_partial(sender_key="a@x", partial_id="m1")
+    assert await first("m3") is None
 
 
 # -- retention -----------------------------------------------------------------------------------

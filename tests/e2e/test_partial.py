@@ -119,3 +119,19 @@ async def test_the_pieces_together_are_held_to_the_mail_size_limit(
         "here; send fewer or smaller attachments."
     )
     assert kept == [(1, None), (2, None)]  # the third was not kept
+
+
+async def test_a_sender_keeps_at_most_five_split_mails_waiting(gateway: Gateway) -> None:
+    def first_piece(n: int) -> bytes:
+        return _piece(1).replace(b'id="split-1@example.com"', f'id="split-{n}@example.com"'.encode())
+
+    replies = [await smtp_send(gateway.smtp_port, first_piece(n), rcpts=RCPT) for n in range(1, 7)]
+    assert [r.code for r in replies] == [250] * 5 + [451]
+    assert replies[5].text == (
+        "4.7.1 5 split messages from alice@example.com are still waiting for pieces, as many as this "
+        "gateway keeps at once; send their missing pieces, or try again once they have expired "
+        "(after 60 minutes)."
+    )
+    more = await smtp_send(gateway.smtp_port, _piece(2), rcpts=RCPT)  # a piece of one already waiting
+    assert more.code == 250
+    assert await _kept(gateway, "split-6@example.com") == []
