@@ -61,7 +61,7 @@ class UserDirectory:
         self._users = {u.name: u for u in users}
         self._dummy: str | None = None
         self._threads = threads
-        self._executor: ThreadPoolExecutor | None = None  # made on first use, in the running loop's process
+        self._executor: ThreadPoolExecutor | None = None  # made on first use
 
     def close(self) -> None:
         if self._executor is not None:
