@@ -1,6 +1,7 @@
 """``fax-gateway serve``: every stage in one process, wired through the store.
 
-Start order: store, eFax (the built-in simulator when no App ID is configured), mail
+Start order: a check that every place it writes to can be written (``gateway.datadir``),
+store, eFax (the built-in simulator when no App ID is configured), mail
 out, workers, HTTP, and last the SMTP listener, so nothing is accepted before it can
 be stored and worked on. Stop order is the reverse: stop accepting, let workers finish
 the job in hand, give back what they hold, close the store. Exit status 0.
@@ -22,6 +23,7 @@ from gateway.audit import Audit
 from gateway.convert.office import find_office_converter
 from gateway.core.documents import ExtractionLimits
 from gateway.core.retry import RetryPolicy
+from gateway.datadir import check_data_paths
 from gateway.efax.client import EfaxClient
 from gateway.logs import event
 from gateway.mail.relay import MailSender, make_sender
@@ -57,6 +59,7 @@ class Gateway:
     smtp_server: asyncio.Server | None = None
     smtp_tls_server: asyncio.Server | None = None  # implicit TLS (smtp.implicit_tls_listen)
     audit: Audit | None = None
+    handler: FaxHandler | None = None  # the SMTP handler: its refusal summaries and AUTH threads
     readers: MailReaders | None = None  # confined child processes that parse mails
     purger: Purger | None = None  # database.keep_days
     heartbeat: Heartbeat | None = None  # renews the workers' leases
@@ -72,6 +75,7 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
+        check_data_paths(s)  # a read-only data directory: one sentence, exit 2
         self.store = await open_store(s.database.url, password=s.database.password.get_secret_value())
         warm = s.smtp.reader_processes
         self.readers = MailReaders(
@@ -149,7 +153,7 @@ class Gateway:
             self.tasks.append(asyncio.create_task(self.purger.run(), name=self.purger.name))
         await self._start_http()
         limits = ExtractionLimits(office_converter=find_office_converter())
-        handler = FaxHandler(
+        handler = self.handler = FaxHandler(
             s,
             self.store,
             limits=limits,
@@ -360,6 +364,8 @@ class Gateway:
             self.smtp_server.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.smtp_server.wait_closed(), timeout=2)
+        if self.handler is not None:
+            self.handler.close()
         if self.readers is not None:
             await self.readers.stop()
         for worker in self.workers:

@@ -6,12 +6,16 @@ line says who (``user alice from 203.0.113.7``, ``trusted 10.0.0.5``), the clien
 address, the envelope sender and From, the mailbox (fax number sent from), the
 destination numbers, pages, the job id and fax id, and the reason for a refusal or
 failure. Numbers and addresses are whole here (``logging.mask`` only masks ordinary
-logs); document content, subjects and secrets never appear.
+logs); document content, subjects and secrets never appear. Values from a client
+(user names, addresses, the refusal's text) are written with every character that is
+not printable as a JSON escape (``\\u2028``, ``\\u202e``, ``\\u0085``...): one record is
+one line for any reader, and the JSON decodes to the very value.
 
 Who calls what:
 
-- SMTP handler: ``accepted(...)`` after the commit, ``refused(...)`` with every refusal
-  (and failed sign-ins, ``stage="auth"``).
+- SMTP handler: ``accepted(...)`` after the commit, ``refused(...)`` with each refusal
+  (and failed sign-ins, ``stage="auth"``) while a client has had few; beyond that,
+  ``refusals(...)`` once a minute with their counts (``gateway.smtp.refusals``).
 - dispatcher: ``submitted(message, faxes)`` once the fax ids are recorded;
   ``failed(message, reason=..., job=...)`` when a mail cannot be handed to eFax.
 - tracker: ``delivered(message, fax_id=..., number=..., pages=...)`` and
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -49,6 +54,9 @@ class Audit:
         self.clock = clock
         self._file: logging.Handler | None = None
         if audit_file:
+            # Created readable by the gateway's user only: it names every sender and number.
+            os.makedirs(os.path.dirname(os.path.abspath(audit_file)), mode=0o700, exist_ok=True)
+            os.close(os.open(audit_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
             self._file = logging.FileHandler(audit_file, encoding="utf-8")
             self._file.setFormatter(logging.Formatter("%(message)s"))
             self.logger.addHandler(self._file)
@@ -114,6 +122,12 @@ class Audit:
             reply=reply,
         )
 
+    def refusals(self, *, peer: str, counts: dict[str, int], seconds: float) -> None:
+        """Refusals to one client address counted rather than written one by one."""
+        self._write(
+            "refusals", peer=peer, counts=counts, total=sum(counts.values()), seconds=round(seconds, 1)
+        )
+
     # -- dispatcher and tracker ----------------------------------------------------------
     def submitted(self, message: StoredMessage, faxes: Sequence[tuple[str, str]]) -> None:
         """One line per fax handed to eFax: (fax id, destination number)."""
@@ -156,7 +170,14 @@ class Audit:
     def _write(self, name: str, **fields: Any) -> None:
         at = datetime.fromtimestamp(self.clock(), UTC).isoformat(timespec="milliseconds")
         record = {"audit": name, "at": at, **{k: v for k, v in fields.items() if v is not None}}
-        self.logger.info(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+        self.logger.info(_printable(json.dumps(record, ensure_ascii=False, separators=(",", ":"))))
+
+
+def _printable(line: str) -> str:
+    """JSON text with what json.dumps leaves raw (U+0085, U+2028, bidi controls...) escaped."""
+    if line.isprintable():
+        return line
+    return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in line)
 
 
 def _about(message: StoredMessage) -> dict[str, Any]:

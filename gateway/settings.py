@@ -106,6 +106,57 @@ class SmtpSettings(_Section):
     max_sessions_per_ip: int = Field(
         20, gt=0, description="sessions open at once from one client address (trusted networks exempt)"
     )
+    reserved_trusted_sessions: int = Field(
+        10,
+        ge=0,
+        description=(
+            "of max_sessions, sessions only trusted_networks may use: clients outside them get "
+            "421 4.7.0 once max_sessions minus this many are open (scanners and the local MTA "
+            "still get in during a flood); at most half of max_sessions is kept"
+        ),
+    )
+    hard_error_limit: int = Field(
+        20,
+        ge=0,
+        description=(
+            "refused commands (4xx/5xx replies) a session may collect without a mail being "
+            "accepted before it is closed with 421 4.7.0 (Postfix's smtpd_hard_error_limit); 0: no limit"
+        ),
+    )
+    auth_failure_delay_s: float = Field(
+        1.0,
+        ge=0,
+        description=(
+            "seconds a sign-in waits, after one failed sign-in from the same client address or "
+            "for the same user name, before its password is checked; doubles with each further "
+            "failure, up to auth_failure_max_delay_s; 0: no delay"
+        ),
+    )
+    auth_failure_max_delay_s: float = Field(
+        30.0, ge=0, description="the longest wait auth_failure_delay_s grows to, seconds"
+    )
+    auth_lockout_failures: int = Field(
+        10,
+        ge=0,
+        description=(
+            "failed sign-ins from one client address (IPv6: its /64) or for one user name within "
+            "auth_lockout_s after which its sign-ins are refused (454 4.7.0) for auth_lockout_s; 0: never"
+        ),
+    )
+    auth_lockout_s: float = Field(
+        900,
+        gt=0,
+        description="seconds failed sign-ins are counted, and a lockout lasts",
+    )
+    auth_hash_threads: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description=(
+            "threads that check passwords (scrypt), apart from the ones that read and convert "
+            "mails, so a busy conversion cannot hold up a sign-in"
+        ),
+    )
     max_header_bytes: int = Field(262_144, gt=0, description="largest header block of a mail, bytes")
     max_headers: int = Field(500, gt=0, description="most header fields in one mail")
     reader_processes: int | None = Field(

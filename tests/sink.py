@@ -35,6 +35,8 @@ class SmtpSink:
     messages: list[Received] = field(default_factory=list)
     fail_rcpt: dict[str, str] = field(default_factory=dict)  # address -> reply line
     fail_data: str | None = None  # reply line for DATA, e.g. "451 4.3.0 try later"
+    quit_delay_s: float = 0.0  # how long the answer to QUIT takes
+    data_delay_s: float = 0.0  # how long the 250 to a mail takes, once the mail is recorded
     connections: int = 0  # accepted so far
     _server: asyncio.Server | None = None
     _sessions: list[SMTP] = field(default_factory=list)
@@ -54,7 +56,12 @@ class SmtpSink:
         content = envelope.original_content or b""
         assert isinstance(content, bytes)
         self.messages.append(Received(envelope.mail_from or "", list(envelope.rcpt_tos), content))
+        await asyncio.sleep(self.data_delay_s)  # a relay that scans or fsyncs before it answers
         return "250 2.0.0 stored"
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await asyncio.sleep(self.quit_delay_s)
+        return "221 Bye"
 
     async def start(self) -> SmtpSink:
         loop = asyncio.get_running_loop()

@@ -1,7 +1,9 @@
 """Fax addresses: ``<number>@fax_domain`` to a dialable number, and sender matching.
 
 Pure functions. Numbers are read with phonenumbers using the default country; they go
-to eFax as ``1`` plus ten digits for North America and ``+`` plus digits elsewhere.
+to eFax as ``1`` plus ten digits for North America and ``+`` plus digits elsewhere. A
+number with an extension (``x900``, ``ext. 900``, ``;ext=900``, ``#900``, ``,900``) is
+refused: eFax has no field for one, and dialling the number alone faxes the switchboard.
 Each refusal carries the SMTP reply that says why.
 """
 
@@ -111,6 +113,13 @@ def parse_number(text: str, default_country: str) -> phonenumbers.PhoneNumber:
         number = phonenumbers.parse(cleaned, default_country)
     except NumberParseException as err:
         raise AddressRefused(f"553 5.1.3 {cleaned} is not a fax number: {_parse_reason(err)}.") from err
+    if number.extension:
+        # eFax dials the number alone: the fax would go to the switchboard, not the extension
+        raise AddressRefused(
+            f"553 5.1.3 {cleaned} has an extension ({number.extension}); a fax is dialled to the "
+            "number alone and would not reach it: ask for the fax machine's own number, without "
+            "the extension."
+        )
     if not phonenumbers.is_valid_number(number):
         raise AddressRefused(
             f"553 5.1.3 {cleaned} is not a valid fax number; write it with its country code, "

@@ -6,8 +6,13 @@ in ``policy.authserv_id``. Only headers carrying that authserv-id count: the ups
 MTA must remove headers with its own id that arrive from outside (RFC 8601 section 5;
 Postfix with OpenDMARC, rspamd and Exchange do). A pass counts only for the mail's own
 identities: DMARC's ``header.from`` must be the From domain, SPF's ``smtp.mailfrom`` the
-envelope sender's domain (when the MTA names them). A ``fail`` next to a ``pass`` for
-the same method is treated as a fail.
+envelope sender's domain (when the MTA names them). The domain that counts is the one a
+DMARC evaluator takes, the RFC5322.From domain (``from_domain``, as
+``gateway.core.senders`` reads it): an SPF pass proves the envelope sender's domain only,
+so it counts only when that domain is aligned with the From domain (the same, or one a
+subdomain of the other, as DMARC's relaxed alignment) -- an SPF pass for
+``evil.example`` says nothing about ``From: alice@example.com``. A ``fail`` next to a
+``pass`` for the same method is treated as a fail.
 
 Pure: header values in, ``None`` (verified) or the ``550 5.7.1`` reply out.
 """
@@ -26,6 +31,14 @@ _PROPERTY = {"dmarc": ("header", "from"), "spf": ("smtp", "mailfrom")}
 
 def _domain(value: str) -> str:
     return value.rpartition("@")[2].strip().strip("<>").lower().rstrip(".")
+
+
+def _aligned(one: str, other: str) -> bool:
+    """DMARC's relaxed alignment, without a public-suffix list: the same domain, or one
+    a subdomain of the other (``mail.example.com`` and ``example.com``)."""
+    if not one or not other:
+        return False
+    return one == other or one.endswith("." + other) or other.endswith("." + one)
 
 
 def _results(headers: Iterable[str], authserv_id: str) -> list[tuple[str, str, dict[tuple[str, str], str]]]:
@@ -68,6 +81,8 @@ def verify(
             named = props.get(_PROPERTY[method])
             if named is not None and _domain(named) != own[method]:
                 continue  # about another domain: proves nothing for this mail
+            if method == "spf" and not _aligned(own["spf"], own["dmarc"]):
+                continue  # the envelope's domain passed, not the From domain people read
             if result == "pass":
                 passed = True
             elif result in ("fail", "softfail", "permerror", "temperror", "none", "neutral", "policy"):

@@ -25,6 +25,7 @@ from typing import Final
 from gateway.core.document_errors import DocumentError
 
 MAX_PIECES: Final = 100
+MAX_OPEN_PER_SENDER: Final = 5  # split mails of one sender waiting for pieces at once
 _ENCLOSED_FIELDS: Final = frozenset({b"subject", b"message-id", b"encrypted", b"mime-version"})
 
 

@@ -15,6 +15,12 @@ Connections are kept between mails (up to ``pool`` idle ones, each for at most
 and TLS handshake and a login each. A kept connection is checked with NOOP before its
 next mail; one that fails it, or any transaction that failed, is closed, never reused.
 
+``deliver`` returns as soon as the relay's ``250`` to the message is in: a connection
+that is not kept is closed (QUIT) in the background, never before ``deliver`` returns.
+Between the relay taking the message and the caller recording it, a crash mails it
+again (docs/inbound.md, "The window that cannot be closed"); that window is the relay's
+answer time plus the caller's commit, and nothing of the gateway's own adds to it.
+
 ``deliver`` raises ``MailTransient`` (relay unreachable, TLS or login trouble, a 4xx:
 try later; ``RelayLoginRefused`` when AUTH is refused) or ``MailPermanent`` (a 5xx to
 MAIL, RCPT or DATA: this message will never be taken). ``probe`` (``fax-gateway check``)
@@ -29,6 +35,7 @@ through. The relay password never appears in an error.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
 import time
@@ -108,6 +115,7 @@ class RelaySender:
         self.clock = clock
         self.connections = 0  # opened so far
         self._idle: list[tuple[aiosmtplib.SMTP, float, int]] = []  # client, idle since, mails sent
+        self._closing: set[asyncio.Task[None]] = set()  # QUITs said after deliver returned
 
     def _client(self) -> aiosmtplib.SMTP:
         s = self.settings
@@ -132,7 +140,7 @@ class RelaySender:
             except BaseException:
                 client.close()  # whatever state it is in, it is not reused
                 raise
-            await self._keep(client, sent + 1)
+            self._keep(client, sent + 1)
         except aiosmtplib.SMTPRecipientsRefused as err:
             refused = {r.recipient: f"{r.code} {r.message}" for r in err.recipients}
             replies = "; ".join(sorted(set(refused.values())))
@@ -199,10 +207,12 @@ class RelaySender:
             client.close()
 
     async def aclose(self) -> None:
-        """Say QUIT on every kept connection."""
+        """Say QUIT on every kept connection (and wait for those already closing)."""
         idle, self._idle = self._idle, []
         for client, _, _ in idle:
             await _close(client)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def _connection(self) -> tuple[aiosmtplib.SMTP, int]:
         """A kept connection that still answers NOOP, else a new one; and its mails so far."""
@@ -224,11 +234,14 @@ class RelaySender:
         self.connections += 1
         return client, 0
 
-    async def _keep(self, client: aiosmtplib.SMTP, sent: int) -> None:
+    def _keep(self, client: aiosmtplib.SMTP, sent: int) -> None:
+        """Keep the connection for the next mail, or close it without making deliver wait."""
         if sent < self.per_connection and len(self._idle) < self.pool and client.is_connected:
             self._idle.append((client, self.clock(), sent))
-        else:
-            await _close(client)
+            return
+        task = asyncio.get_running_loop().create_task(_close(client))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
 
 async def _reply(command: Awaitable[aiosmtplib.SMTPResponse]) -> str:

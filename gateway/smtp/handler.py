@@ -7,7 +7,10 @@ the store only; never eFax.
 Deny by default. Every refusal happens at the earliest step, as one reply line with
 an RFC 3463 code and a sentence a person understands, and is written to the audit log:
 
-- AUTH: wrong user name or password (535 5.7.8; the third in a session: 421 4.7.0)
+- AUTH: wrong user name or password (535 5.7.8; the third in a session: 421 4.7.0);
+  too many failures from the address or for the name, across sessions (454 4.7.0)
+- any command: the ``smtp.hard_error_limit``-th refusal without a mail accepted closes
+  the session (421 4.7.0, from the server)
 - MAIL FROM: session neither authenticated nor from a trusted network (530 5.7.0; a
   client outside them gets 530 5.7.0 before any command when ``require_tls``, from the
   server); null sender (550 5.7.1); sender not in the senders of a mailbox the session may use
@@ -15,8 +18,11 @@ an RFC 3463 code and a sentence a person understands, and is written to the audi
 - RCPT TO: other domain / relaying (550 5.7.1), bad number (553 5.1.3), destination not
   allowed: premium-rate and other special numbers, ``deny_numbers``, countries (550
   5.7.1); too many recipients (452 4.5.3); over the hourly fax limit (451 4.7.1)
-- DATA: header too large (552 5.3.4), header From not allowed or not exactly one (550
-  5.7.1), upstream sender verification missing (550 5.7.1), nothing to fax (554 5.6.0),
+- DATA: header too large (552 5.3.4), header From not allowed, not exactly one, or
+  ambiguous (550 5.7.1; read from the header bytes before anything is parsed), upstream
+  sender verification missing (550 5.7.1), a piece of a split mail over 100 pieces or
+  ``smtp.max_message_bytes`` together (552 5.3.4), the first piece of a sixth split mail
+  still waiting for pieces (451 4.7.1), nothing to fax (554 5.6.0),
   too many pages or documents, or over eFax's 100 MB (552 5.3.4), over a sending limit
   (451 4.7.1, with when to try again), store trouble (451 4.3.0); too big overall
   (552 5.3.4, from the server). Lines of any length are taken; only the mail's size is
@@ -26,6 +32,11 @@ an RFC 3463 code and a sentence a person understands, and is written to the audi
 Who: an authenticated user may send from the mailboxes it is bound to (``users``); a
 trusted network (``smtp.trusted_networks``) from any mailbox whose ``senders`` match.
 Either way the envelope sender and the From header must match the mailbox's senders.
+
+Refusals are logged and audited whole while they are few; a client address that
+collects more than a handful a minute is summarised in one line and one audit record
+per minute (``gateway.smtp.refusals``). Failed sign-ins are throttled across sessions
+(``gateway.smtp.throttle``).
 
 Settings: ``fax_domain``, ``default_country``, ``smtp.*``, ``policy.*``, ``users``,
 ``mailboxes``, ``logging.mask``.
@@ -64,17 +75,36 @@ from gateway.core.documents import (
     reassemble_partials,
 )
 from gateway.core.ids import new_job_id
+from gateway.core.partial import MAX_OPEN_PER_SENDER, MAX_PIECES
 from gateway.core.policy import RateLimits, Use, Verdict, check_rates, header_refusal, payload_refusal
+from gateway.core.senders import SenderRefused, header_fields, one_sender
 from gateway.logs import event, mask_address, mask_number
 from gateway.metrics import Metrics
 from gateway.settings import Mailbox, Settings
 from gateway.smtp.auth import AuthMechanisms, AuthUser, UserDirectory
 from gateway.smtp.ingress import Ingress
 from gateway.smtp.reading import MailReaders, ReadMail, Unread
+from gateway.smtp.refusals import RefusalDigest, Summary
+from gateway.smtp.throttle import AuthThrottle, Throttled
 from gateway.smtp.usage import UsageWindows
-from gateway.store.base import LeftOut, MessageOptions, NewDocument, NewMessage, Recipient, Store, StoreError
+from gateway.store.base import (
+    LeftOut,
+    MessageOptions,
+    NewDocument,
+    NewMessage,
+    PartialTooBig,
+    Recipient,
+    Store,
+    StoreError,
+    TooManySplitMails,
+)
 
 log = logging.getLogger(__name__)
+
+_TOO_MANY_PIECES = (
+    f"552 5.3.4 This split message has more than {MAX_PIECES} pieces, more than this gateway "
+    "joins; send it as one message."
+)
 
 
 @dataclass
@@ -126,7 +156,16 @@ class FaxHandler(AuthMechanisms):
         self.clock = clock
         self.metrics = metrics
         self.audit = audit or Audit(clock=clock)
-        self.users = UserDirectory(settings.users)
+        smtp = settings.smtp
+        self.users = UserDirectory(settings.users, threads=smtp.auth_hash_threads)
+        self.throttle = AuthThrottle(
+            delay_s=smtp.auth_failure_delay_s,
+            max_delay_s=smtp.auth_failure_max_delay_s,
+            lockout_failures=smtp.auth_lockout_failures,
+            lockout_s=smtp.auth_lockout_s,
+        )
+        self.refusals = RefusalDigest()
+        self._summary_timer: asyncio.TimerHandle | None = None
         p = settings.policy
         self.rate_limits = RateLimits(
             faxes_per_hour_per_sender=p.faxes_per_hour_per_sender,
@@ -158,7 +197,24 @@ class FaxHandler(AuthMechanisms):
     def connection_refused(self, ip: str, reply: str) -> None:
         if self.metrics is not None:
             self.metrics.smtp_refusal(421)
-        log.warning("connection refused: %s", reply, extra=event("connection refused", peer=ip))
+        if self._whole(ip, "connect", reply):
+            log.warning("connection refused: %s", reply, extra=event("connection refused", peer=ip))
+            self.audit.refused(stage="connect", reply=reply, who=f"unknown {ip}", peer=ip)
+
+    def session_closed(self, ip: str) -> None:
+        self._write_summaries(self.refusals.due())
+
+    def too_many_errors(self, session: Session, reply: str) -> None:
+        """The server closes a session that collected ``smtp.hard_error_limit`` refusals."""
+        self._refuse(reply, "session", session)
+
+    def close(self) -> None:
+        """At the end: every refusal still only counted is summarised; the AUTH threads go."""
+        if self._summary_timer is not None:
+            self._summary_timer.cancel()
+            self._summary_timer = None
+        self._write_summaries(self.refusals.due(everything=True))
+        self.users.close()
 
     def protocol_refused(self, session: Session, envelope: Envelope | None, reply: str, stage: str) -> None:
         """A refusal the protocol layer answered (too big, command line too long...):
@@ -201,12 +257,35 @@ class FaxHandler(AuthMechanisms):
             allowed = [m for m in allowed if _digits(m.fax_number) in numbers]
         return [m for m in allowed if sender_matches(address, m.senders)]
 
-    def sign_in_failed(self, session: Session, login: str, failures: int) -> None:
-        reply = "535 5.7.8 The user name or password is wrong."
+    def sign_in_failed(self, session: Session, login: str, failures: int, reply: str) -> None:
+        if not self._whole(_peer(session), "auth", reply):
+            return
         log.warning(
-            "sign-in failed", extra=event("auth failed", user=login, peer=_peer(session), failures=failures)
+            "sign-in failed: %s",
+            reply,
+            extra=event(
+                "auth failed", user=login, peer=_peer(session), helo=session.host_name, failures=failures
+            ),
         )
         self.audit.refused(stage="auth", reply=reply, who=self.who(session), peer=_peer(session), user=login)
+
+    def sign_ins_throttled(self, session: Session, threshold: Throttled) -> None:
+        what = f"the {threshold.kind} {threshold.key}"
+        if threshold.locked_for_s is None:
+            log.warning(
+                "sign-ins for %s now wait before their password is checked (%d failed)",
+                what,
+                threshold.failures,
+                extra=event("auth delayed", peer=_peer(session), **{threshold.kind: threshold.key}),
+            )
+        else:
+            log.warning(
+                "sign-ins for %s refused for %g seconds after %d failures",
+                what,
+                threshold.locked_for_s,
+                threshold.failures,
+                extra=event("auth locked", peer=_peer(session), **{threshold.kind: threshold.key}),
+            )
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
@@ -319,51 +398,39 @@ class FaxHandler(AuthMechanisms):
         too_much = header_refusal(raw, max_bytes=smtp.max_header_bytes, max_fields=smtp.max_headers)
         if too_much:
             return refuse(too_much)
+        checked = self._check_sender(raw, txn, session, sender)  # before any parsing
+        if isinstance(checked, _Refusal):
+            return refuse(checked.reply, checked.header_from)
+        mailbox, header_from = checked
         try:
             mail = await self._read_mail(raw)
         except SplitMessage:
-            # One piece of a message/partial mail: keep it; the last one to arrive
-            # carries the whole mail on through the checks below.
-            whole = await self._piece(raw, sender, envelope)
+            # One piece of a message/partial mail: checked like a mail, then kept; the
+            # last one to arrive carries the whole mail on through the checks below.
+            whole = await self._piece(raw, sender, envelope, mailbox, faxes=len(numbers))
             if isinstance(whole, str):
-                return whole if whole.startswith("250") else refuse(whole)
+                return whole if whole.startswith("250") else refuse(whole, header_from)
+            raw = whole
+            envelope.original_content = whole
+            checked = self._check_whole(whole, txn, session, sender)
+            if isinstance(checked, _Refusal):
+                return refuse(checked.reply, checked.header_from)
+            mailbox, header_from = checked
             try:
                 mail = await self._read_mail(whole)
             except Unread as err:
-                return refuse(err.reply)
+                return refuse(err.reply, header_from)
+            except TooManyPages as err:
+                return refuse(f"552 5.3.4 {_one_line(str(err))}", header_from)
             except DocumentError as err:  # a piece within a piece included
-                return refuse(f"554 5.6.0 {_one_line(str(err))}")
-            raw = whole
-            envelope.original_content = whole
+                return refuse(f"554 5.6.0 {_one_line(str(err))}", header_from)
         except Unread as err:
-            return refuse(err.reply)
+            return refuse(err.reply, header_from)
         except TooManyPages as err:
-            return refuse(f"552 5.3.4 {_one_line(str(err))}")
+            return refuse(f"552 5.3.4 {_one_line(str(err))}", header_from)
         except DocumentError as err:
-            return refuse(f"554 5.6.0 {_one_line(str(err))}")
+            return refuse(f"554 5.6.0 {_one_line(str(err))}", header_from)
 
-        froms = getaddresses(list(mail.froms))
-        header_from = froms[0][1] if len(froms) == 1 else ""
-        if len(froms) != 1:
-            return refuse("550 5.7.1 The mail must have exactly one From: address to be faxed.")
-        mailbox = next((m for m in txn.mailboxes if sender_matches(header_from, m.senders)), None)
-        if mailbox is None:
-            return refuse(
-                f"550 5.7.1 The From: address {header_from or '(none)'} is not allowed to send "
-                "faxes through this gateway.",
-                header_from,
-            )
-        p = self.settings.policy
-        if p.require_authentication_results and self.user(session) is None:
-            unverified = authresults.verify(
-                list(mail.authentication_results),
-                requirement=p.require_authentication_results,
-                authserv_id=p.authserv_id,
-                from_domain=header_from,
-                mailfrom_domain=sender,
-            )
-            if unverified:
-                return refuse(unverified, header_from)
         extraction = mail.extraction
         too_heavy = payload_refusal([d.size for d in extraction.documents], len(numbers))
         if too_heavy:
@@ -425,15 +492,71 @@ class FaxHandler(AuthMechanisms):
         )
         return f"250 2.0.0 Ok: queued as {new.id}"
 
-    async def _piece(self, raw: bytes, sender: str, envelope: Envelope) -> bytes | str:
-        """Keep a message/partial piece: the whole mail once complete, else the reply."""
+    def _check_sender(
+        self, raw: bytes, txn: _Transaction, session: Session, sender: str
+    ) -> tuple[Mailbox, str] | _Refusal:
+        """The mailbox and the From address of a mail (or a piece), read from its header
+        bytes alone, before anything of it is parsed; else the refusal."""
+        try:
+            found = one_sender(header_fields(raw, "From"))
+        except SenderRefused as err:
+            return _Refusal(err.reply, None)
+        address = found.address
+        mailbox = next((m for m in txn.mailboxes if sender_matches(address, m.senders)), None)
+        if mailbox is None:
+            return _Refusal(
+                f"550 5.7.1 The From: address {address} is not allowed to send faxes through this gateway.",
+                address,
+            )
+        p = self.settings.policy
+        if p.require_authentication_results and self.user(session) is None:
+            unverified = authresults.verify(
+                header_fields(raw, "Authentication-Results"),
+                requirement=p.require_authentication_results,
+                authserv_id=p.authserv_id,
+                from_domain=found.dmarc_domain,  # the RFC5322.From domain, as DMARC takes it
+                mailfrom_domain=sender,
+            )
+            if unverified:
+                return _Refusal(unverified, address)
+        return mailbox, address
+
+    def _check_whole(
+        self, whole: bytes, txn: _Transaction, session: Session, sender: str
+    ) -> tuple[Mailbox, str] | _Refusal:
+        """A reassembled split mail: the size, header and sender checks of any mail."""
+        smtp = self.settings.smtp
+        if len(whole) > smtp.max_message_bytes:
+            return _Refusal(_split_too_big(len(whole), smtp.max_message_bytes), None)
+        too_much = header_refusal(whole, max_bytes=smtp.max_header_bytes, max_fields=smtp.max_headers)
+        if too_much:
+            return _Refusal(too_much, None)
+        return self._check_sender(whole, txn, session, sender)
+
+    async def _piece(
+        self, raw: bytes, sender: str, envelope: Envelope, mailbox: Mailbox, *, faxes: int
+    ) -> bytes | str:
+        """Keep a message/partial piece: the whole mail once complete, else the reply.
+
+        The piece has passed the sender and From: checks of any mail; here the sending
+        limits (as at RCPT: its pages are not known until the whole is in) and the split
+        mail's bounds: at most ``MAX_PIECES`` pieces, ``smtp.max_message_bytes`` together,
+        counted as each piece arrives, and at most ``MAX_OPEN_PER_SENDER`` split mails of
+        one sender waiting for pieces at once (a piece is not a fax: the sending limits
+        do not count it)."""
         head = await asyncio.to_thread(parse_message, raw.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
         key = partial_key(head)
         if key is None:
             return "554 5.6.0 This is a piece of a split message without a usable id or number."
         ident, number, total = key
+        if number > MAX_PIECES or (total or 0) > MAX_PIECES:
+            return _TOO_MANY_PIECES
+        verdict = await self._rates(sender, mailbox, faxes=faxes, pages=0, final=True)
+        if not verdict.ok:
+            return verdict.reply or ""
         now = self.clock()
-        window = self.settings.smtp.partial_window_s
+        smtp = self.settings.smtp
+        window = smtp.partial_window_s
         payload = {"sender": sender, "subject": str(head.get("Subject", "")), "id": ident}
         try:
             pieces = await self.store.add_partial(
@@ -445,6 +568,19 @@ class FaxHandler(AuthMechanisms):
                 now=now,
                 expire_at=now + window,
                 payload=payload,
+                max_pieces=MAX_PIECES,
+                max_bytes=smtp.max_message_bytes,
+                max_open=MAX_OPEN_PER_SENDER,
+            )
+        except PartialTooBig as err:
+            if err.pieces > MAX_PIECES:
+                return _TOO_MANY_PIECES
+            return _split_too_big(err.size, smtp.max_message_bytes)
+        except TooManySplitMails as err:
+            return (
+                f"451 4.7.1 {err.open_mails} split messages from {sender} are still waiting for "
+                f"pieces, as many as this gateway keeps at once; send their missing pieces, or "
+                f"try again once they have expired (after {window / 60:g} minutes)."
             )
         except StoreError as err:
             log.error("cannot store a piece: %s", err, extra=event("store failed"))
@@ -586,6 +722,8 @@ class FaxHandler(AuthMechanisms):
         header_from: str | None = None,
     ) -> str:
         peer = _peer(session)
+        if not self._whole(peer, stage, reply):
+            return reply
         log.info(
             "refused: %s",
             reply,
@@ -593,6 +731,7 @@ class FaxHandler(AuthMechanisms):
                 "refused",
                 stage=stage,
                 peer=peer,
+                helo=session.host_name,
                 sender=self._mask_address(sender) if sender else None,
                 to=",".join(self._mask_number(n) for n in numbers) if numbers else None,
             ),
@@ -609,9 +748,57 @@ class FaxHandler(AuthMechanisms):
         )
         return reply
 
+    def _whole(self, peer: str | None, stage: str, reply: str) -> bool:
+        """Is this refusal written whole? Else it is counted, for a summary at its window's end."""
+        noted = self.refusals.note(peer, stage, reply[:3])
+        if noted == "counted first" and self._summary_timer is None:
+            with contextlib.suppress(RuntimeError):  # no running loop: summarised at close
+                loop = asyncio.get_running_loop()
+                self._summary_timer = loop.call_later(
+                    self.refusals.seconds_left(peer) + 0.01, self._summaries_due
+                )
+        return noted == "whole"
+
+    def _summaries_due(self) -> None:
+        self._summary_timer = None
+        self._write_summaries(self.refusals.due())
+        left = self.refusals.next_due()
+        if left is not None:
+            self._summary_timer = asyncio.get_running_loop().call_later(left + 0.01, self._summaries_due)
+
+    def _write_summaries(self, summaries: list[Summary]) -> None:
+        for summary in summaries:
+            log.warning(
+                "%d more refusals for %s within a minute, not logged one by one: %s",
+                summary.total,
+                summary.peer,
+                summary.text(),
+                extra=event("refusals", peer=summary.peer, count=summary.total),
+            )
+            self.audit.refusals(
+                peer=summary.peer, counts=summary.counts, seconds=summary.last_at - summary.first_at
+            )
+
     async def handle_exception(self, error: Exception) -> str:
         log.exception("SMTP session failed", extra=event("session error"))
         return "451 4.3.0 The gateway had a problem with this mail; please try again later."
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    reply: str
+    header_from: str | None  # the From address, when it was read
+
+
+def _split_too_big(size: int, limit: int) -> str:
+    return (
+        f"552 5.3.4 The pieces of this split message come to {_amount(size)}, more than the "
+        f"{_amount(limit)} one mail may have here; send fewer or smaller attachments."
+    )
+
+
+def _amount(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB" if size >= 1_000_000 else f"{-(-size // 1000)} KB"
 
 
 def _peer(session: Session) -> str | None:

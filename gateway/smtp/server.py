@@ -6,9 +6,14 @@ the first byte, port 465 style). AUTH is offered only once the session is encryp
 
 What the protocol layer enforces before the handler sees anything:
 
-- **Session caps.** At most ``smtp.max_sessions`` sessions at once, and at most
-  ``smtp.max_sessions_per_ip`` from one client address (trusted networks are exempt,
-  as Postfix exempts ``mynetworks``). Others get ``421 4.7.0`` and are closed.
+- **Session caps.** At most ``smtp.max_sessions`` sessions at once, of which the last
+  ``smtp.reserved_trusted_sessions`` are kept for the trusted networks (a flood from
+  outside cannot lock the scanners and the local MTA out), and at most
+  ``smtp.max_sessions_per_ip`` from one client address, IPv6 by its /64 (trusted networks
+  are exempt, as Postfix exempts ``mynetworks``). Others get ``421 4.7.0`` and are closed.
+- **Errors.** A session that collects ``smtp.hard_error_limit`` refusals (4xx/5xx
+  replies) without a mail accepted is closed with ``421 4.7.0``, as Postfix's
+  ``smtpd_hard_error_limit`` does.
 - **Timeouts.** ``smtp.session_timeout_s`` between two commands (a client trickling a
   command byte by byte never resets it); ``smtp.data_timeout_s`` for the whole DATA
   transfer of one mail. Either closes the session with ``421 4.4.2``. Keep-alive junk
@@ -50,6 +55,7 @@ from aiosmtpd.smtp import MISSING, SMTP
 from gateway.logs import event
 from gateway.settings import ConfigError, SmtpSettings, split_host_port
 from gateway.smtp.ingress import Ingress
+from gateway.smtp.throttle import client_key
 from gateway.smtp.tls import server_context
 
 log = logging.getLogger(__name__)
@@ -93,40 +99,50 @@ def check_aiosmtpd_version(version: str = aiosmtpd.__version__) -> None:
 
 @dataclass
 class SessionLimits:
-    """Open sessions in total and per client address, shared by both listeners."""
+    """Open sessions in total and per client address, shared by both listeners.
+
+    Clients outside the trusted networks may use ``max_sessions - reserved`` of them
+    (``reserved`` at most half of ``max_sessions``); the rest are for the trusted
+    networks. Addresses are counted by ``client_key`` (IPv6 by its /64).
+    """
 
     max_sessions: int
     max_per_ip: int
-    exempt: Callable[[str], bool]  # trusted networks: no per-address cap
+    exempt: Callable[[str], bool]  # trusted networks: no per-address cap, and the reserve
+    reserved: int = 0
     open: int = 0
     by_ip: Counter[str] = field(default_factory=Counter)
 
     def admit(self, ip: str) -> str | None:
         """None when the session may start (and is counted); else the 421 reply."""
-        if self.open >= self.max_sessions:
+        trusted = self.exempt(ip)
+        others = self.max_sessions - min(self.reserved, self.max_sessions // 2)
+        if self.open >= self.max_sessions or (not trusted and self.open >= others):
             return "421 4.7.0 The gateway is busy with too many sessions; please try again in a minute."
-        if self.by_ip[ip] >= self.max_per_ip and not self.exempt(ip):
+        key = client_key(ip)
+        if self.by_ip[key] >= self.max_per_ip and not trusted:
             return (
                 f"421 4.7.0 Too many sessions from {ip} at the same time (at most {self.max_per_ip}); "
                 "please try again in a minute."
             )
         self.open += 1
-        self.by_ip[ip] += 1
+        self.by_ip[key] += 1
         return None
 
     def release(self, ip: str) -> None:
+        key = client_key(ip)
         self.open -= 1
-        self.by_ip[ip] -= 1
-        if self.by_ip[ip] <= 0:
-            del self.by_ip[ip]
+        self.by_ip[key] -= 1
+        if self.by_ip[key] <= 0:
+            del self.by_ip[key]
 
 
 class FaxSMTP(SMTP):
     """aiosmtpd's SMTP with the session caps, timeouts and reply rewrites above.
 
     The handler provides ``is_trusted_ip(ip)``, ``session_opened(ip)``,
-    ``connection_refused(ip, reply)``, ``protocol_refused(session, envelope, reply,
-    stage)`` and ``reply_sent(reply)``.
+    ``session_closed(ip)``, ``connection_refused(ip, reply)``, ``protocol_refused(session,
+    envelope, reply, stage)``, ``reply_sent(reply)`` and ``too_many_errors(session, reply)``.
     """
 
     def __init__(
@@ -159,6 +175,8 @@ class FaxSMTP(SMTP):
         self._admitted: str | None = None
         self._refused = False
         self._in_data = False
+        self._hard_error_limit = settings.hard_error_limit
+        self._errors = 0  # refusals since the session started or last had a mail accepted
 
     @property
     def encrypted(self) -> bool:
@@ -194,6 +212,7 @@ class FaxSMTP(SMTP):
             return
         if self._admitted is not None:
             self.limits.release(self._admitted)
+            self.event_handler.session_closed(self._admitted)
             self._admitted = None
         super().connection_lost(error)
 
@@ -268,6 +287,8 @@ class FaxSMTP(SMTP):
         if "DATA" in self._handle_hooks:
             status = await self._call_handler_hook("DATA")
         self._set_post_data_state()  # type: ignore[no-untyped-call]
+        if isinstance(status, str) and status.startswith("250"):
+            self._errors = 0  # a mail accepted: the client is not just probing
         await self.push("250 OK" if status is MISSING else status)
 
     def processing(self) -> None:
@@ -288,8 +309,26 @@ class FaxSMTP(SMTP):
                 text = rewrite(self)
                 self.event_handler.protocol_refused(self.session, self.envelope, text, stage)
                 break
+        text = _one_reply_line(text, utf8=self.enable_SMTPUTF8)
         self.event_handler.reply_sent(text)
         await super().push(text)
+        if text[:1] in "45" and text[3:4] != "-" and not text.startswith("421"):
+            self._errors += 1
+            if self._hard_error_limit and self._errors >= self._hard_error_limit:
+                await self._too_many_errors()
+
+    async def _too_many_errors(self) -> None:
+        reply = (
+            f"421 4.7.0 Too many errors in this session ({self._errors} refused commands and "
+            "no mail accepted); closing the connection."
+        )
+        self._errors = 0
+        if self.session is not None:
+            self.event_handler.too_many_errors(self.session, reply)
+        self.event_handler.reply_sent(reply)
+        if self.transport is not None and not self.transport.is_closing():
+            await super().push(reply)
+            self.transport.close()
 
 
 # -- DATA, read in blocks ------------------------------------------------------------------
@@ -378,6 +417,14 @@ class _Data:
         return content
 
 
+def _one_reply_line(text: str, *, utf8: bool) -> str:
+    """A reply line that carries a client's value (an address, a number) as one clean line:
+    a character that is not printable, or not ASCII without SMTPUTF8, becomes ``?``."""
+    if text.isprintable() and (utf8 or text.isascii()):
+        return text
+    return "".join(c if c.isprintable() and (utf8 or c.isascii()) else "?" for c in text)
+
+
 def _ip(peer: Any) -> str:
     host = peer[0] if isinstance(peer, tuple) and peer else ""
     return str(host)
@@ -411,7 +458,10 @@ async def start_smtp_server(
     host, port = split_host_port(listen)
     loop = asyncio.get_running_loop()
     shared = limits or SessionLimits(
-        settings.max_sessions, settings.max_sessions_per_ip, exempt=handler.is_trusted_ip
+        settings.max_sessions,
+        settings.max_sessions_per_ip,
+        exempt=handler.is_trusted_ip,
+        reserved=settings.reserved_trusted_sessions,
     )
 
     def factory() -> FaxSMTP:
@@ -433,7 +483,12 @@ async def start_smtp_listeners(
 ) -> tuple[asyncio.Server, asyncio.Server | None]:
     """The main listener and, when configured, the implicit-TLS one (sharing the session caps)."""
     context = server_context(settings)
-    limits = SessionLimits(settings.max_sessions, settings.max_sessions_per_ip, exempt=handler.is_trusted_ip)
+    limits = SessionLimits(
+        settings.max_sessions,
+        settings.max_sessions_per_ip,
+        exempt=handler.is_trusted_ip,
+        reserved=settings.reserved_trusted_sessions,
+    )
     main = await start_smtp_server(handler, settings, tls_context=context, limits=limits)
     implicit = None
     if settings.implicit_tls_listen:

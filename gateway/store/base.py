@@ -41,6 +41,26 @@ class StoreError(Exception):
     """The store could not do what was asked (disk full, locked, corrupt...)."""
 
 
+class PartialTooBig(Exception):
+    """``add_partial``: with this piece a split mail would be over its bounds; it was not kept.
+
+    ``pieces`` and ``size`` (bytes) are what the split mail would come to with it."""
+
+    def __init__(self, pieces: int, size: int) -> None:
+        super().__init__(f"{pieces} pieces, {size} bytes")
+        self.pieces = pieces
+        self.size = size
+
+
+class TooManySplitMails(Exception):
+    """``add_partial``: the sender already has ``max_open`` other split mails waiting for
+    pieces; the first piece of another was not kept."""
+
+    def __init__(self, open_mails: int) -> None:
+        super().__init__(f"{open_mails} split mails waiting")
+        self.open_mails = open_mails
+
+
 @dataclass(frozen=True)
 class Job:
     id: int
@@ -426,10 +446,18 @@ class Store(Protocol):
         now: float,
         expire_at: float,
         payload: dict[str, Any],
+        max_pieces: int = 0,
+        max_bytes: int = 0,
+        max_open: int = 0,
     ) -> list[bytes] | None:
         """Keep one piece (and, with the first, a PARTIAL job due at ``expire_at``).
 
-        Returns every piece once all of them are here, else None.
+        Returns every piece once all of them are here, else None. Raises PartialTooBig,
+        keeping nothing, when with this piece the split mail would have more than
+        ``max_pieces`` pieces or more than ``max_bytes`` bytes (0: no bound), counted
+        under the same lock as the insert (pieces arriving at two gateways included).
+        Raises TooManySplitMails when this is the first piece of a split mail and the
+        sender already has ``max_open`` others waiting (0: no bound).
         """
 
     async def partial_pieces(self, *, sender_key: str, partial_id: str) -> list[tuple[int, int | None]]:

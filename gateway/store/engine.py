@@ -509,10 +509,24 @@ class SqlStore:
         now: float,
         expire_at: float,
         payload: dict[str, Any],
+        max_pieces: int = 0,
+        max_bytes: int = 0,
+        max_open: int = 0,
     ) -> list[bytes] | None:
         return await self._write(
             lambda tx: ops.add_partial(
-                tx, sender_key, partial_id, number, total, raw, now, expire_at, payload
+                tx,
+                sender_key,
+                partial_id,
+                number,
+                total,
+                raw,
+                now,
+                expire_at,
+                payload,
+                max_pieces,
+                max_bytes,
+                max_open,
             )
         )
 

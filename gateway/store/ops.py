@@ -27,11 +27,13 @@ from gateway.store.base import (
     NewDocument,
     NewJob,
     NewMessage,
+    PartialTooBig,
     PollRecord,
     ReceivedRecord,
     Recipient,
     StoredDocument,
     StoredMessage,
+    TooManySplitMails,
     Usage,
     dumps,
 )
@@ -489,10 +491,22 @@ def add_partial(
     now: float,
     expire_at: float,
     payload: dict[str, Any],
+    max_pieces: int = 0,
+    max_bytes: int = 0,
+    max_open: int = 0,
 ) -> list[bytes] | None:
     key = (sender_key, partial_id)
     tx.execute(tx.q.LOCK_PARTIAL, (f"{sender_key} {partial_id}",))  # pieces arriving at two gateways
+    if max_pieces or max_bytes:
+        count, size = tx.execute(tx.q.PARTIAL_SIZE_WITHOUT, (*key, number)).fetchone()
+        pieces, size = int(count) + 1, int(size) + len(raw)
+        if (max_pieces and pieces > max_pieces) or (max_bytes and size > max_bytes):
+            raise PartialTooBig(pieces, size)
     first = not tx.execute(tx.q.SELECT_PARTIAL_NUMBERS, key).fetchall()
+    if first and max_open:
+        (others,) = tx.execute(tx.q.OPEN_PARTIALS_OF_SENDER, (sender_key, partial_id)).fetchone()
+        if int(others) >= max_open:
+            raise TooManySplitMails(int(others))
     tx.execute(tx.q.INSERT_PARTIAL, (*key, number, total, now, raw))
     if first:
         _insert_job(tx, JobKind.PARTIAL, f"{sender_key} {partial_id}", payload, expire_at, now)

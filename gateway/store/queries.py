@@ -221,6 +221,13 @@ class Queries:
     SELECT_PARTIAL_NUMBERS = """
     SELECT number, total FROM partials WHERE sender_key = ? AND partial_id = ? ORDER BY number
     """
+    PARTIAL_SIZE_WITHOUT = """
+    SELECT COUNT(*), COALESCE(SUM(LENGTH(raw)), 0) FROM partials
+     WHERE sender_key = ? AND partial_id = ? AND number <> ?
+    """
+    OPEN_PARTIALS_OF_SENDER = """
+    SELECT COUNT(DISTINCT partial_id) FROM partials WHERE sender_key = ? AND partial_id <> ?
+    """
     SELECT_PARTIAL_RAW = "SELECT raw FROM partials WHERE sender_key = ? AND partial_id = ? ORDER BY number"
     DELETE_PARTIAL = "DELETE FROM partials WHERE sender_key = ? AND partial_id = ?"
     # Serialises one split mail's pieces across processes (a no-op with a single writer).

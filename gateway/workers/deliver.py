@@ -16,8 +16,11 @@ Exactly once: the addresses the relay accepted are committed to ``delivered_to``
 right after its 250, before anything else, so a crash or restart (or a relay that
 takes some recipients and defers others) mails only the addresses still missing,
 and a ``mailed`` fax only needs its PATCH. One window cannot be closed, because it
-spans two systems: a crash between the relay's 250 and that commit (milliseconds)
-mails the fax again; the Message-ID is derived from the fax id, so the repeat is
+spans two systems: a crash after the relay has the mail's final dot and before that
+commit mails the fax again. Its length is the relay's answer time to the dot (seconds
+for a relay that scans or fsyncs, up to minutes) plus one commit; everything else is
+done before DATA, and nothing (not even QUIT) comes between the 250 and the commit
+(docs/inbound.md). The Message-ID is derived from the fax id, so a repeat is
 recognisable (and folded by most clients). A crashed process's jobs are taken back
 at start-up when their lease owner is a dead process on this host, else when the
 lease (``dispatch.lease_s``) expires.

@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 from gateway.store import Store
-from gateway.store.base import JobKind, JobState, MessageOptions, NewDocument, NewMessage, Recipient
+from gateway.store.base import (
+    JobKind,
+    JobState,
+    MessageOptions,
+    NewDocument,
+    NewMessage,
+    PartialTooBig,
+    Recipient,
+    TooManySplitMails,
+)
 from gateway.store.engine import SqlStore
 
 
@@ -251,6 +260,58 @@ async def test_partial_pieces_complete_only_with_every_number(store: Store) -> N
     assert [j.ref for j in await store.jobs(kind=JobKind.PARTIAL)] == ["a@x p1"]  # one expiry job
     await store.drop_partial(sender_key="a@x", partial_id="p1")
     assert await store.partial_pieces(sender_key="a@x", partial_id="p1") == []
+
+
+async def test_a_piece_over_the_split_mails_bounds_is_not_kept(store: Store) -> None:
+    async def add(number: int, raw: bytes) -> list[bytes] | None:
+        return await store.add_partial(
+            sender_key="a@x",
+            partial_id="p2",
+            number=number,
+            total=None,
+            raw=raw,
+            now=1.0,
+            expire_at=100.0,
+            payload={},
+            max_pieces=3,
+            max_bytes=10,
+        )
+
+    assert await add(1, b"1234") is None
+    assert await add(1, b"1234") is None  # a resend of piece 1 is not counted twice
+    with pytest.raises(PartialTooBig) as too_big:
+        await add(2, b"1234567")
+    assert (too_big.value.pieces, too_big.value.size) == (2, 11)
+    assert await add(2, b"123") is None
+    assert await add(3, b"12") is None  # 3 pieces, 9 bytes: within both
+    with pytest.raises(PartialTooBig) as too_many:
+        await add(4, b"")
+    assert (too_many.value.pieces, too_many.value.size) == (4, 9)
+    assert await store.partial_pieces(sender_key="a@x", partial_id="p2") == [(1, None), (2, None), (3, None)]
+
+
+async def test_a_sender_has_at_most_max_open_split_mails_waiting(store: Store) -> None:
+    async def first(ident: str, sender: str = "a@x") -> list[bytes] | None:
+        return await store.add_partial(
+            sender_key=sender,
+            partial_id=ident,
+            number=1,
+            total=None,
+            raw=b"one",
+            now=1.0,
+            expire_at=100.0,
+            payload={},
+            max_open=2,
+        )
+
+    assert await first("m1") is None and await first("m2") is None
+    assert await first("m1") is None  # a resend of a waiting one is no new split mail
+    with pytest.raises(TooManySplitMails) as refused:
+        await first("m3")
+    assert refused.value.open_mails == 2
+    assert await first("m3", sender="b@x") is None  # another sender has its own
+    await store.drop_partial(sender_key="a@x", partial_id="m1")
+    assert await first("m3") is None
 
 
 # -- retention -----------------------------------------------------------------------------------

@@ -98,12 +98,16 @@ class Raw:
 
     port: int
     timeout: float = 10.0
+    source: str | None = None  # the client address, e.g. "127.0.0.2" (any of 127.0.0.0/8 works)
     sock: socket.socket | ssl.SSLSocket = field(init=False)
     received: bytearray = field(default_factory=bytearray)
     _buffer: bytes = b""
 
     def __post_init__(self) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout)
+        source = (self.source, 0) if self.source else None
+        self.sock = socket.create_connection(
+            ("127.0.0.1", self.port), timeout=self.timeout, source_address=source
+        )
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)

@@ -247,6 +247,64 @@ deliver_to = ["{ALICE}"]
     assert await ok_patches(simulator) == [fid]
 
 
+async def test_serve_killed_while_the_relay_takes_its_time_to_answer_250_mails_the_fax_again(
+    tmp_path: Path, simulator: RunningSimulator, sink: SmtpSink
+) -> None:
+    """The window docs/inbound.md describes: the relay has the mail, its 250 is slow to
+    come, serve is killed meanwhile. The restarted gateway cannot know the relay kept it,
+    so the fax is mailed again, with the same Message-ID; it is PATCHed once."""
+    [fid] = await receive(simulator, ALICE_USER)
+    sink.data_delay_s = 30.0  # the whole window: as long as the relay's answer takes
+    config = write_config(
+        tmp_path / "gateway.toml",
+        f"""
+[smtp]
+listen = "127.0.0.1:0"
+[http]
+listen = "127.0.0.1:0"
+[database]
+url = "sqlite:///{tmp_path}/gateway.db"
+[efax]
+base_url = "{simulator.base_url}"
+app_id = "inbound-slow-relay"
+api_key = "inbound-slow-relay-key"
+[relay]
+host = "127.0.0.1"
+port = {sink.port}
+tls = "none"
+[dispatch]
+poll_idle_s = 0.05
+backoff_initial_s = 0.05
+backoff_max_s = 0.2
+[[mailboxes]]
+user_id = "{ALICE_USER}"
+fax_number = "13235550100"
+senders = ["{ALICE}"]
+deliver_to = ["{ALICE}"]
+""",
+    )
+    first = GatewayProcess(config, cwd=tmp_path)
+    try:
+        await asyncio.to_thread(first.start)
+        await wait_until(lambda: len(sink.messages) == 1, timeout=20)  # the relay has it ...
+        await asyncio.sleep(1.0)  # ... and a second later still has not answered
+        await asyncio.to_thread(first.kill)
+    finally:
+        await asyncio.to_thread(first.kill)
+    assert await ok_patches(simulator) == []
+    sink.data_delay_s = 0.0
+    second = GatewayProcess(config, cwd=tmp_path)
+    try:
+        await asyncio.to_thread(second.start)
+        await wait_until(lambda: ok_patches(simulator), timeout=20)
+        assert await asyncio.to_thread(second.terminate) == 0
+    finally:
+        await asyncio.to_thread(second.kill)
+    first_copy, second_copy = sink.messages
+    assert first_copy.message["Message-ID"] == second_copy.message["Message-ID"] == f"<fax.{fid}@fax.local>"
+    assert await ok_patches(simulator) == [fid]
+
+
 async def test_a_429_on_the_list_is_recorded_and_the_next_read_gets_every_fax(
     tmp_path: Path, simulator: RunningSimulator, sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -209,3 +209,20 @@ async def test_the_probe_connects_as_delivery_does_and_sends_nothing(
     with pytest.raises(RelayLoginRefused, match="refused the username gateway and its password") as refused:
         await RelaySender(wrong, tls_context=_client_ctx(ca)).probe()
     assert "wrong-pw-x" not in str(refused.value)
+
+
+async def test_deliver_returns_at_the_relays_250_not_after_the_quit(sink: SmtpSink) -> None:
+    """The caller records a delivered mail right after the 250: a slow QUIT must not widen
+    the window in which a crash would mail it twice."""
+    import time
+
+    sink.quit_delay_s = 2.0
+    relay = RelaySender(RelaySettings(host=sink.host, port=sink.port, tls="none", timeout_s=5), pool=0)
+    started = time.monotonic()
+    await relay.deliver(MESSAGE, sender="", recipients=["alice@example.com"])
+    took = time.monotonic() - started
+    assert len(sink.messages) == 1
+    assert took < 1.0  # the connection is not kept (pool=0): its QUIT goes on in the background
+    started = time.monotonic()
+    await relay.aclose()
+    assert time.monotonic() - started > 1.0  # ... and is waited for at the end

@@ -74,3 +74,25 @@ def test_format_number_for_people() -> None:
     assert format_number("3235551212") == "+1 323-555-1212"
     assert format_number("+442079460958") == "+44 20 7946 0958"
     assert format_number("unavailable") == "unavailable"
+
+
+@pytest.mark.parametrize(
+    "local",
+    [
+        "3235551212x900",
+        '"323-555-1212 ext. 900"',
+        "3235551212;ext=900",
+        "+13235551212;ext=900",
+        "3235551212#900",
+        "3235551212,900",
+        '"+1 323 555 1212 extension 900"',
+    ],
+)
+def test_a_number_with_an_extension_is_refused_not_dialled_without_it(local: str) -> None:
+    with pytest.raises(AddressRefused) as info:
+        parse(f"{local}@fax.local")
+    assert info.value.reply.startswith("553 5.1.3 ")
+    assert (
+        "has an extension (900); a fax is dialled to the number alone and would not reach it"
+        in info.value.reply
+    )

@@ -99,3 +99,33 @@ def test_trusted_peer_is_read_from_the_stored_who(tmp_path: Path) -> None:
     audit.submitted(trusted, [("fax-1", "13235551212")])
     audit.close()
     assert lines(path)[0]["peer"] == "10.0.0.5"
+
+
+def test_client_values_that_break_lines_are_escaped_and_decode_to_themselves(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    audit = Audit(logger=logging.getLogger("test.audit.escape"), audit_file=str(path), clock=lambda: 0.0)
+    user = 'eve\r\n{"audit":"accepted"}\u2028\u2029\x85\u202e\x7f'
+    audit.refused(
+        stage="auth", reply="535 5.7.8 wrong", who="unknown 203.0.113.9", peer="203.0.113.9", user=user
+    )
+    audit.close()
+    text = path.read_text(encoding="utf-8")
+    assert text.count("\n") == 1 and len(text.splitlines()) == 1
+    assert text.isascii() or all(c.isprintable() for c in text.rstrip("\n"))
+    assert "\\u2028" in text and "\\u202e" in text and "\\u0085" in text
+    [record] = lines(path)
+    assert record["user"] == user
+
+
+def test_the_audit_file_and_its_directory_are_made_private(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    path = tmp_path / "logs" / "audit.jsonl"
+    old = os.umask(0o022)
+    try:
+        Audit(logger=logging.getLogger("test.audit.private"), audit_file=str(path)).close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700

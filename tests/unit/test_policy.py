@@ -251,3 +251,11 @@ def test_spf_and_either() -> None:
     assert ar("dmarc_or_spf", spf) is None
     reply = ar("dmarc_or_spf", "mx.example.com; spf=softfail smtp.mailfrom=example.com")
     assert reply is not None and "(dmarc=pass or spf=pass)" in reply and "spf=softfail" in reply
+
+
+def test_an_spf_pass_counts_only_for_a_domain_aligned_with_the_from_domain() -> None:
+    other = "mx.example.com; spf=pass smtp.mailfrom=bounces.evil.example"
+    assert ar("spf", other, sender="x@bounces.evil.example") is not None  # From: alice@example.com
+    sub = "mx.example.com; spf=pass smtp.mailfrom=bounces.example.com"
+    assert ar("spf", sub, sender="x@bounces.example.com") is None  # relaxed alignment: a subdomain
+    assert ar("dmarc_or_spf", other, sender="x@bounces.evil.example") is not None

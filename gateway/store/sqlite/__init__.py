@@ -12,6 +12,7 @@ Only one gateway process may use a SQLite file: ``shared`` is False.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -141,9 +142,12 @@ class SQLiteBackend:
 
     def start(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Readable by the gateway's user only: it holds every document faxed. SQLite
+            # gives its -wal and -shm files the database file's permissions.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         except OSError as err:
-            raise sqlite3.OperationalError(f"cannot make its directory: {err.strerror}") from err
+            raise sqlite3.OperationalError(f"cannot make its file: {err.strerror}") from err
         conn = connect(self.path)
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         sync = conn.execute("PRAGMA synchronous").fetchone()[0]
