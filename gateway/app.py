@@ -263,6 +263,11 @@ class Gateway:
             if getattr(worker, "kind", None) == kind:
                 worker.nudge()
 
+    def _wake_queue(self) -> None:
+        """Jobs were made due by hand (the admin page): their workers look now."""
+        for kind in (JobKind.DISPATCH, JobKind.TRACK, JobKind.REPORT):
+            self._wake_kind(kind)
+
     def _nudge_dispatch(self) -> None:
         for worker in self.workers:
             if isinstance(worker, Dispatcher):
@@ -290,6 +295,7 @@ class Gateway:
             track=lambda: self._wake_kind(JobKind.TRACK),
             fetch=fetch if poller is not None else None,
             poll=poller.nudge if poller is not None else None,
+            queue=self._wake_queue,
         )
         context = HttpContext(
             settings=self.settings,
@@ -298,6 +304,8 @@ class Gateway:
             efax_up=self.efax.health,
             polled_since=polled_since,
             wake=wake,
+            audit=self.audit,
+            canceller=self.efax,
         )
         self.http_server = await start_http(context)
 
