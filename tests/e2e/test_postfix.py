@@ -1,7 +1,8 @@
 """docs/postfix.md, followed: Postfix in front of the gateway, and behind it for mail out.
 
 A real Postfix of its own (tests/postfix.py: private main.cf and master.cf, its own
-queue, loopback ports) routes the fax domain to the gateway with a transport map and
+queue, loopback ports) routes the fax domain to the gateway with a transport map (two
+next hops, the first down, as with two instances) and
 relays the gateway's reports to the organisation's mail (here the SMTP sink, standing in
 for the mailbox server). A fax through Postfix is faxed and its report comes back
 through Postfix, from the null sender, threaded; a mail the gateway refuses is bounced
@@ -27,7 +28,7 @@ from gateway.simulator.server import RunningSimulator
 from tests.e2e.conftest import ALICE, pdf_mail
 from tests.e2e.tracking_helpers import fast_settings
 from tests.helpers import wait_until
-from tests.postfix import MISSING, PostfixInstance, installed
+from tests.postfix import MISSING, PostfixInstance, free_port, installed
 from tests.sink import Received, SmtpSink
 
 PREMIUM = "19005550123"  # a US premium-rate number: the gateway never dials one
@@ -100,13 +101,15 @@ async def test_postfix_routes_the_fax_domain_to_the_gateway_and_relays_reports_a
         },
     )
     async with Gateway(settings) as gw:
+        down = free_port()  # a second gateway that is down: Postfix goes on to the next hop
         postfix.routes = {
-            "fax.local": f"smtp:[127.0.0.1]:{gw.smtp_port}",  # the recipe's transport map
+            "fax.local": f"smtp:[127.0.0.1]:{down}, [127.0.0.1]:{gw.smtp_port}",  # the recipe's map
             "example.com": f"smtp:[127.0.0.1]:{sink.port}",  # the organisation's mailbox server
         }
         await asyncio.to_thread(postfix.start)
         try:
             await _through_postfix(gw, postfix, sink)
+            assert f"connect to 127.0.0.1[127.0.0.1]:{down}: Connection refused" in postfix.log()
         finally:
             await asyncio.to_thread(postfix.stop)
     assert postfix.master_pid() is None or "stopping the Postfix mail system" in postfix.log()
