@@ -10,7 +10,7 @@ looks at first:
 
 ``received_faxes`` lists each received fax seen since ``since`` with, for every address
 of its mailbox's ``deliver_to``, whether it was mailed, refused by the relay (with the
-reply) or is still waiting.
+reply while the job still waits) or is still waiting.
 
 ``visible(mailbox_user_id)`` says which mailboxes the viewer may see; the rest are left
 out whole (never shown masked: their numbers are not the viewer's business).
@@ -25,7 +25,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from gateway.operations.story import REPORT_SUFFIXES
-from gateway.store.base import FaxRecord, Job, JobKind, JobState, Store, StoredMessage
+from gateway.store.base import FaxRecord, Job, JobKind, JobState, ReceivedRecord, Store, StoredMessage
 
 OUTBOUND = (JobKind.DISPATCH, JobKind.TRACK, JobKind.REPORT)
 SCAN_LIMIT = 500  # jobs read per kind and state: the page is for a glance, the CLI for more
@@ -131,6 +131,27 @@ class ReceivedRow:
     addresses: tuple[AddressDelivery, ...]
 
 
+def _deliveries(record: ReceivedRecord, job: Job, addresses: Sequence[str]) -> tuple[AddressDelivery, ...]:
+    """Each address: mailed (in ``delivered_to``), refused, or still waiting.
+
+    The deliverer ends a fax ``mailed`` only once every address was mailed or refused for
+    good, so past that point a missing address was refused (the administrator was sent a
+    notice with the relay's reply); while the job waits, the reply is in its payload.
+    """
+    mailed = {a.lower() for a in record.delivered_to}
+    refused = {str(k).lower(): str(v) for k, v in dict(job.payload.get("refused", {})).items()}
+    finished = record.state in ("mailed", "marked", "done")
+    out = []
+    for address in addresses:
+        if address.lower() in mailed:
+            out.append(AddressDelivery(address, "mailed"))
+        elif address.lower() in refused or finished:
+            out.append(AddressDelivery(address, "refused", refused.get(address.lower())))
+        else:
+            out.append(AddressDelivery(address, "waiting"))
+    return tuple(out)
+
+
 async def received_faxes(
     store: Store,
     deliver_to: Callable[[str], Sequence[str]],
@@ -146,16 +167,7 @@ async def received_faxes(
         record = await store.received(job.ref)
         if record is None or not visible(record.user_id):
             continue
-        mailed = {a.lower() for a in record.delivered_to}
-        refused = {str(k).lower(): str(v) for k, v in dict(job.payload.get("refused", {})).items()}
-        addresses = []
-        for address in deliver_to(record.user_id):
-            if address.lower() in mailed:
-                addresses.append(AddressDelivery(address, "mailed"))
-            elif address.lower() in refused:
-                addresses.append(AddressDelivery(address, "refused", refused[address.lower()]))
-            else:
-                addresses.append(AddressDelivery(address, "waiting"))
+        addresses = _deliveries(record, job, deliver_to(record.user_id))
         pages = record.metadata.get("pages")
         caller = record.metadata.get("originating_fax_number")
         out.append(

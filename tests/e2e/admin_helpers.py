@@ -19,8 +19,9 @@ SESSION_SECRET = "session-secret-never-logged-0123456789abcdef"
 CHEAP_N = 1024  # scrypt cost lowered for tests only: each sign-in stays fast
 
 
-def admin_settings(tmp_path: Path, sim: RunningSimulator, **overrides: Any) -> Any:
-    admins = [
+def admin_entries() -> list[dict[str, Any]]:
+    """An admin of every mailbox, and one of the scanner's mailbox (13235550200) only."""
+    return [
         {"name": ADMIN, "password_hash": hash_password(ADMIN_PASSWORD, n=CHEAP_N)},
         {
             "name": SCANNER_ADMIN,
@@ -28,6 +29,10 @@ def admin_settings(tmp_path: Path, sim: RunningSimulator, **overrides: Any) -> A
             "mailboxes": ["13235550200"],
         },
     ]
+
+
+def admin_settings(tmp_path: Path, sim: RunningSimulator, **overrides: Any) -> Any:
+    admins = admin_entries()
     return fast_settings(
         tmp_path,
         sim,

@@ -25,8 +25,10 @@ from tests.e2e.admin_helpers import (
     admin_url,
     held_mail,
 )
-from tests.e2e.conftest import gateway_settings
+from tests.e2e.conftest import ALICE, ALICE_USER, gateway_settings
 from tests.e2e.tracking_helpers import job_state
+from tests.helpers import wait_until
+from tests.sink import SmtpSink
 
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
@@ -162,3 +164,37 @@ async def test_an_admin_of_one_mailbox_never_sees_another_mailboxs_mail(
             refused = await client.post(f"/mail/{job}/retry", data={"csrf": token(page)})
             assert refused.status_code == 404
         assert await job_state(gw, JobKind.DISPATCH, job) == JobState.HELD
+
+
+async def test_received_faxes_show_their_delivery_per_address_to_those_allowed(
+    tmp_path: Path, simulator: RunningSimulator, sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.e2e.admin_helpers import admin_entries
+    from tests.e2e.inbound_helpers import BOB, done, mailboxes, poller, receive, running
+    from tests.e2e.inbound_helpers import settings as inbound_settings
+
+    sink.fail_rcpt[BOB] = "550 5.1.1 <bob@example.com>: no such user"
+    config = inbound_settings(
+        tmp_path,
+        simulator,
+        sink,
+        mailboxes=mailboxes([ALICE, BOB], deliver_mode="separately"),
+        admins=admin_entries(),
+        http={"session_secret": SESSION_SECRET},
+    )
+    async with running(config, monkeypatch, tmp_path) as gw:
+        (fax,) = await receive(simulator, ALICE_USER)
+        await poller(gw).poll_once()
+        await wait_until(done(gw, 1), timeout=20)
+        async with httpx.AsyncClient(base_url=admin_url(gw), timeout=10) as client:
+            assert (await sign_in(client, ADMIN, ADMIN_PASSWORD)).status_code == 303
+            page = (await client.get("/")).text
+            received = page.split('id="received"')[1]
+            row = received.split(f'data-fax="{fax}"')[1].split("</tr>")[0]
+            assert "13235550100" in row and "13235551212" in row  # the mailbox, the caller
+            assert f"{ALICE}: mailed" in row
+            assert f"{BOB}: refused" in row and "the administrator was told" in row
+        async with httpx.AsyncClient(base_url=admin_url(gw), timeout=10) as other:
+            assert (await sign_in(other, SCANNER_ADMIN, SCANNER_PASSWORD)).status_code == 303
+            page = (await other.get("/")).text
+            assert fax not in page and ALICE not in page and BOB not in page

@@ -4,7 +4,8 @@ Pages (all under ``/admin``; each answers 303 to ``/admin/login`` without a sign
 
     GET  /                     held, failing, in flight, done today; received faxes (``?days=3``)
     GET  /mail/{id}            a mail's story, as ``fax-gateway queue show`` tells it
-    GET  /mail/{id}/retry      what a retry would do, and a button to confirm it
+    GET  /mail/{id}/retry      what a retry would do, and a button to confirm it (id: the mail,
+                               or one of its faxes: then its tracking, as ``queue retry`` does)
     GET  /mail/{id}/cancel     what a cancel would do, and a button to confirm it
     POST /mail/{id}/retry      do it (``gateway.operations.actions``), then back to the story
     POST /mail/{id}/cancel     likewise
@@ -243,12 +244,12 @@ def create_admin_app(ctx: HttpContext) -> Starlette:
         found = await story_or_404(request, who)
         if isinstance(found, Response):
             return found
-        action = request.path_params["action"]
+        action, target = request.path_params["action"], request.path_params["id"]
         if action == "retry":
-            plan = await actions.retry(ctx.store, found.message.id, now=time.time(), dry_run=True)
+            plan = await actions.retry(ctx.store, target, now=time.time(), dry_run=True)
             lines, possible = list(plan.said), plan.ok
         else:
-            cancel = await actions.cancel_plan(ctx.store, found.message.id)
+            cancel = await actions.cancel_plan(ctx.store, target)
             possible = cancel.before_sending or bool(cancel.open_faxes)
             if cancel.before_sending:
                 lines = [f"The mail {found.message.id} has not reached eFax yet: it will not be sent."]
@@ -261,22 +262,29 @@ def create_admin_app(ctx: HttpContext) -> Starlette:
             else:
                 lines = ["Its faxes have already finished: there is nothing to cancel."]
         return render(
-            request, "confirm.html", who=who, story=found, action=action, lines=lines, possible=possible
+            request,
+            "confirm.html",
+            who=who,
+            story=found,
+            action=action,
+            target=target,
+            lines=lines,
+            possible=possible,
         )
 
     async def act(request: Request, who: Viewer) -> Response:
         found = await story_or_404(request, who)
         if isinstance(found, Response):
             return found
-        action = request.path_params["action"]
-        mail = found.message.id
+        action, target = request.path_params["action"], request.path_params["id"]
+        mail = found.message.id  # the target is the mail or one of its faxes (its tracking)
         source = f"admin page, {who.admin.name}"
         if action == "retry":
-            outcome = await actions.retry(ctx.store, mail, now=time.time(), source=source)
+            outcome = await actions.retry(ctx.store, target, now=time.time(), source=source)
             if outcome.ok and ctx.wake.queue is not None:
                 ctx.wake.queue()
         else:
-            outcome = await actions.cancel(ctx.store, mail, ctx.canceller, now=time.time(), source=source)
+            outcome = await actions.cancel(ctx.store, target, ctx.canceller, now=time.time(), source=source)
             if outcome.ok:
                 ctx.wake.track()
                 if ctx.wake.queue is not None:
@@ -285,7 +293,7 @@ def create_admin_app(ctx: HttpContext) -> Starlette:
             action,
             admin=who.admin.name,
             peer=peer(request),
-            job=mail,
+            job=mail if target == mail else f"{mail} (fax {target})",
             outcome="done" if outcome.ok else "nothing done",
             reason="; ".join(outcome.said) or outcome.error,
         )
