@@ -139,6 +139,8 @@ async def test_a_form_without_its_token_changes_nothing(
                     refused = await client.post(f"/mail/{job}/{action}", data=data)
                     assert refused.status_code == 403 and "security token" in refused.text
             assert (await client.post("/logout", data={})).status_code == 403
+            huge = await client.post(f"/mail/{job}/retry", data={"csrf": "x" * 20_000})
+            assert huge.status_code == 413  # refused before the form is read
         assert await job_state(gw, JobKind.DISPATCH, job) == JobState.HELD
         # A signed-out browser holding an old cookie: the token of another session is no use.
         async with httpx.AsyncClient(base_url=admin_url(gw), timeout=10) as stranger:

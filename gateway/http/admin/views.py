@@ -70,6 +70,8 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 ACTIONS = ("retry", "cancel")
+MAX_FORM_BYTES = 16_384  # a sign-in or a confirmation is a few hundred bytes
+TOO_BIG = "The form is larger than any of this page's forms."
 STALE_FORM = "The form's security token is missing or out of date: reload the page and try again."
 
 
@@ -146,6 +148,11 @@ def create_admin_app(ctx: HttpContext) -> Starlette:
         )
         return HTMLResponse(page, status_code=status, headers=HEADERS)
 
+    def too_big(request: Request) -> bool:
+        """A form without a length, or longer than any of this page's forms."""
+        length = request.headers.get("content-length", "")
+        return not length.isdigit() or int(length) > MAX_FORM_BYTES
+
     def peer(request: Request) -> str | None:
         return request.client.host if request.client else None
 
@@ -161,6 +168,8 @@ def create_admin_app(ctx: HttpContext) -> Starlette:
             if who is None:
                 return RedirectResponse(f"{PREFIX}/login", status_code=303, headers=HEADERS)
             if request.method == "POST":
+                if too_big(request):
+                    return render(request, "message.html", 413, who=who, title="Refused", lines=[TOO_BIG])
                 form = await request.form(max_files=0, max_fields=10)
                 if not token_ok(request.session.get("csrf"), form.get("csrf")):
                     log.warning("admin page: a form without its token", extra=event("admin csrf"))
@@ -175,6 +184,8 @@ def create_admin_app(ctx: HttpContext) -> Starlette:
         return render(request, "login.html")
 
     async def login(request: Request) -> Response:
+        if too_big(request):
+            return render(request, "login.html", 413, error=TOO_BIG)
         form = await request.form(max_files=0, max_fields=10)
         name = str(form.get("name", ""))[:200]
         password = str(form.get("password", ""))[:1000]
