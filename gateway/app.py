@@ -322,6 +322,13 @@ class Gateway:
         )
         if self.http_server is not None:
             log.info("HTTP listening on %s", self.http_server.base_url, extra=event("listening"))
+            if s.admins:
+                log.info(
+                    "admin page on %s/admin for %d [[admins]]",
+                    self.http_server.base_url,
+                    len(s.admins),
+                    extra=event("admin page"),
+                )
         if self.simulator is not None:
             log.info(
                 "no eFax account configured (efax.app_id is empty): using the built-in eFax "
