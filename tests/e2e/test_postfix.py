@@ -106,8 +106,8 @@ async def test_postfix_routes_the_fax_domain_to_the_gateway_and_relays_reports_a
             "fax.local": f"smtp:[127.0.0.1]:{down}, [127.0.0.1]:{gw.smtp_port}",  # the recipe's map
             "example.com": f"smtp:[127.0.0.1]:{sink.port}",  # the organisation's mailbox server
         }
-        await asyncio.to_thread(postfix.start)
         try:
+            await asyncio.to_thread(postfix.start)
             await _through_postfix(gw, postfix, sink)
             assert f"connect to 127.0.0.1[127.0.0.1]:{down}: Connection refused" in postfix.log()
         finally:
