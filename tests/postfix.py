@@ -3,9 +3,9 @@
 ``PostfixInstance(workdir, routes={...}).start()`` writes a private ``main.cf`` and
 ``master.cf`` into ``workdir/etc``, keeps its queue in ``workdir/queue`` and its log in
 ``workdir/maillog`` (no syslog), listens for SMTP on 127.0.0.1 at a free port (``port``,
-chosen when the instance is made), and runs
-``postfix -c workdir/etc start``; ``stop()`` stops it (``abort`` if need be) and waits
-for its master process to end. ``routes`` is the transport map: domain -> next hop,
+chosen when the instance is made), runs ``postmap`` for its tables and ``postfix -c
+workdir/etc start``; ``stop()`` stops it (``abort`` if need be) and waits for its master
+process to end. ``routes`` is the transport map: domain -> next hop,
 e.g. ``{"fax.local": "smtp:[127.0.0.1]:2525"}``. No DNS is used; only mail from
 127.0.0.0/8 is taken (``mynetworks``), so nothing is an open relay.
 
@@ -15,7 +15,6 @@ Needs Debian's ``postfix`` package and root (the master drops to the ``postfix``
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -23,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 POSTFIX = "/usr/sbin/postfix"
+POSTMAP = "/usr/sbin/postmap"
 MISSING = "Postfix is not installed (apt-get install postfix)"
 
 # Every service this instance needs, as in Debian's master.cf but without chroot, local
@@ -91,7 +91,9 @@ inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 relay_domains =
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-transport_maps = texthash:{self.etc / "transport"}
+transport_maps = hash:{self.etc / "transport"}
+smtpd_sender_login_maps = hash:{self.etc / "sender_logins"}
+smtpd_sender_restrictions = reject_authenticated_sender_login_mismatch
 smtp_dns_support_level = disabled
 smtp_tls_security_level = none
 smtpd_tls_security_level = none
@@ -110,6 +112,14 @@ delay_warning_time = 0
         (self.etc / "master.cf").write_text(smtpd + SERVICES)
         table = "".join(f"{domain} {hop}\n" for domain, hop in self.routes.items())
         (self.etc / "transport").write_text(table)
+        (self.etc / "sender_logins").write_text("fax-gateway@example.com fax-gateway\n")
+        for name in ("transport", "sender_logins"):  # as the recipe says: postmap, then start
+            subprocess.run(
+                [POSTMAP, "-c", str(self.etc), f"hash:{self.etc / name}"],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
         self._postfix("start")
         deadline = time.monotonic() + timeout
         while True:
@@ -152,11 +162,6 @@ delay_warning_time = 0
             return self.maillog.read_text(errors="replace")
         except OSError:
             return ""
-
-    def flush(self) -> None:
-        """Deliver what waits in the queue now (``postqueue -f``)."""
-        postqueue = shutil.which("postqueue") or "/usr/sbin/postqueue"
-        subprocess.run([postqueue, "-c", str(self.etc), "-f"], capture_output=True, timeout=30, check=False)
 
     def __enter__(self) -> PostfixInstance:
         return self.start()
