@@ -45,7 +45,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from gateway.core.passwords import hash_password, verify_password
+from gateway.core.passwords import hash_password, parse_hash, verify_password
 from gateway.http.admin.guard import LoginThrottle, new_token, token_ok
 from gateway.http.context import HttpContext
 from gateway.logs import event
@@ -95,7 +95,9 @@ def create_admin_app(ctx: HttpContext) -> Starlette:
     deliver_to = {m.user_id: list(m.deliver_to) for m in settings.mailboxes}
     numbers = {m.user_id: m.fax_number for m in settings.mailboxes}
     throttle = LoginThrottle(http.login_failures)
-    decoy = hash_password(secrets.token_bytes(16))  # unknown names cost one check too
+    # Unknown names cost one check too, at the first admin's scrypt cost.
+    cost = parse_hash(settings.admins[0].password_hash.get_secret_value())
+    decoy = hash_password(secrets.token_bytes(16), n=cost.n, r=cost.r, p=cost.p)
     secret = http.session_secret.get_secret_value()
     if not secret:
         secret = secrets.token_urlsafe(32)
