@@ -282,6 +282,11 @@ class Gateway:
             if getattr(worker, "kind", None) == kind:
                 worker.nudge()
 
+    def _wake_queue(self) -> None:
+        """Jobs were made due by hand (the admin page): their workers look now."""
+        for kind in (JobKind.DISPATCH, JobKind.TRACK, JobKind.REPORT):
+            self._wake_kind(kind)
+
     def _nudge_dispatch(self) -> None:
         for worker in self.workers:
             if isinstance(worker, Dispatcher):
@@ -309,6 +314,7 @@ class Gateway:
             track=lambda: self._wake_kind(JobKind.TRACK),
             fetch=fetch if poller is not None else None,
             poll=poller.nudge if poller is not None else None,
+            queue=self._wake_queue,
         )
         context = HttpContext(
             settings=self.settings,
@@ -318,6 +324,8 @@ class Gateway:
             polled_since=polled_since,
             wake=wake,
             readers_ready=lambda: self.readers is not None and self.readers.ready,
+            audit=self.audit,
+            canceller=self.efax,
         )
         self.http_server = await start_http(context)
 
@@ -334,6 +342,13 @@ class Gateway:
         )
         if self.http_server is not None:
             log.info("HTTP listening on %s", self.http_server.base_url, extra=event("listening"))
+            if s.admins:
+                log.info(
+                    "admin page on %s/admin for %d [[admins]]",
+                    self.http_server.base_url,
+                    len(s.admins),
+                    extra=event("admin page"),
+                )
         if self.simulator is not None:
             log.info(
                 "no eFax account configured (efax.app_id is empty): using the built-in eFax "

@@ -20,6 +20,8 @@ Who calls what:
   ``failed(message, reason=..., job=...)`` when a mail cannot be handed to eFax.
 - tracker: ``delivered(message, fax_id=..., number=..., pages=...)`` and
   ``failed(message, reason=..., fax_id=..., number=...)`` at a fax's final status.
+- admin page: ``admin(action, admin=..., peer=...)`` for every sign-in (and refused
+  one, with the name tried), sign-out, retry and cancel, with the mail and the outcome.
 """
 
 from __future__ import annotations
@@ -165,6 +167,20 @@ class Audit:
     def held(self, message: StoredMessage, *, reason: str) -> None:
         """A fax whose sending eFax never confirmed, held rather than sent twice."""
         self._write("held", **{**_about(message), "reason": reason})
+
+    # -- the admin page ---------------------------------------------------------------------
+    def admin(
+        self,
+        action: str,
+        *,
+        admin: str,
+        peer: str | None,
+        job: str | None = None,
+        outcome: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """``action``: login, login refused, logout, retry, cancel; ``admin``: the name (tried)."""
+        self._write(f"admin {action}", admin=admin, peer=peer, job=job, outcome=outcome, reason=reason)
 
     # -- the line ------------------------------------------------------------------------
     def _write(self, name: str, **fields: Any) -> None:

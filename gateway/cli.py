@@ -5,7 +5,7 @@
     fax-gateway send        fax files or text from the command line, through the gateway's SMTP
     fax-gateway queue       list, show, retry and cancel jobs
     fax-gateway check       validate the configuration, test eFax credentials and the relay
-    fax-gateway hash-password   make a password hash for a [[users]] entry (SMTP AUTH)
+    fax-gateway hash-password   make a password hash for [[users]] (SMTP AUTH) or [[admins]] (/admin)
 
 ``--config PATH`` on every command. Exit status: 0 ok, 1 the work failed, 2 bad usage
 or configuration.
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     qc.add_argument("id")
 
     sub.add_parser("check", parents=[common], help="check configuration, eFax and relay")
-    sub.add_parser("hash-password", parents=[common], help="make a password hash for [[users]]")
+    sub.add_parser("hash-password", parents=[common], help="make a password hash for [[users]] or [[admins]]")
     return parser
 
 

@@ -317,7 +317,23 @@ class DatabaseSettings(_Section):
 
 
 class HttpSettings(_Section):
-    listen: str = Field("127.0.0.1:8025", description="host:port for /healthz, /metrics, /webhooks/efax")
+    listen: str = Field(
+        "127.0.0.1:8025", description="host:port for /healthz, /metrics, /webhooks/efax and /admin"
+    )
+    session_secret: SecretStr = Field(
+        SecretStr(""),
+        description=(
+            "key that signs the admin page's session cookie (32+ characters, or ..._FILE); "
+            "empty: a random key per process, so sign-ins end at a restart"
+        ),
+    )
+    session_max_age_s: int = Field(28_800, ge=60, description="an admin sign-in lasts this long")
+    cookie_secure: bool = Field(
+        False, description="mark the session cookie Secure (set it when the page is served over HTTPS)"
+    )
+    login_failures: int = Field(
+        5, ge=1, description="failed sign-ins per address or admin name in 15 minutes before a pause"
+    )
 
     _check_listen = field_validator("listen")(staticmethod(_host_port))
 
@@ -424,6 +440,23 @@ class User(_Section):
         return value
 
 
+class Admin(_Section):
+    """A person who may sign in to the admin page (``/admin`` on ``http.listen``)."""
+
+    name: str = Field(min_length=1, description="the sign-in name, written into the audit log")
+    password_hash: SecretStr = Field(description="made by 'fax-gateway hash-password' (scrypt)")
+    mailboxes: list[str] = Field(
+        default_factory=list,
+        description="fax_number of each [[mailboxes]] this admin sees and acts on; empty: all of them",
+    )
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash(cls, value: SecretStr) -> SecretStr:
+        parse_hash(value.get_secret_value())
+        return value
+
+
 class DispatchSettings(_Section):
     workers: int = Field(4, ge=1, le=64, description="faxes submitted to eFax at the same time")
     lease_s: float = Field(
@@ -509,6 +542,7 @@ class Settings(BaseSettings):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     mailboxes: list[Mailbox] = Field(default_factory=list)
     users: list[User] = Field(default_factory=list)
+    admins: list[Admin] = Field(default_factory=list)
 
     _check_country = field_validator("default_country")(staticmethod(_region))
 
@@ -533,6 +567,16 @@ class Settings(BaseSettings):
                 if _digits(number) not in numbers:
                     raise ValueError(
                         f"users[{index}] ({user.name}): {number} is not the fax_number of any [[mailboxes]]"
+                    )
+        admins: set[str] = set()
+        for index, admin in enumerate(self.admins):
+            if admin.name in admins:
+                raise ValueError(f"admins[{index}]: the name {admin.name!r} is used twice")
+            admins.add(admin.name)
+            for number in admin.mailboxes:
+                if _digits(number) not in numbers:
+                    raise ValueError(
+                        f"admins[{index}] ({admin.name}): {number} is not the fax_number of any [[mailboxes]]"
                     )
         return self
 

@@ -1,4 +1,4 @@
-"""``fax-gateway hash-password``: make a password hash for a ``[[users]]`` entry.
+"""``fax-gateway hash-password``: make a password hash for a ``[[users]]`` or ``[[admins]]`` entry.
 
 Reads the password twice without echo from the terminal, or once (the first line)
 from standard input when it is not a terminal, and prints the scrypt hash to paste

@@ -7,6 +7,7 @@ Starlette served by uvicorn on the gateway's own event loop, on ``http.listen``
     GET  /readyz           store writable, eFax reachable, a reader ready, polls fresh (health.py)
     GET  /metrics          Prometheus text (health.py, gateway.metrics)
     POST /webhooks/efax    eFax notifications, HMAC verified, a trigger only (webhook.py)
+    /admin/...             the admin page, behind a sign-in (admin/views.py); 404 without [[admins]]
 
 Every handler is a thin view over the ``HttpContext`` that ``serve`` hands over (a few
 values and callables, never the app: context.py); none mails or faxes.
@@ -24,7 +25,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from gateway.http import health, webhook
 from gateway.http.context import HttpContext
@@ -43,14 +44,22 @@ def create_app(ctx: HttpContext) -> Starlette:
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
-    return Starlette(
-        routes=[
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", bound(health.readyz), methods=["GET"]),
-            Route("/metrics", bound(health.metrics), methods=["GET"]),
-            Route("/webhooks/efax", bound(webhook.efax_webhook), methods=["POST"]),
-        ]
-    )
+    async def no_admin(request: Request) -> Response:
+        return PlainTextResponse("the admin page is off: no [[admins]] are configured\n", status_code=404)
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", bound(health.readyz), methods=["GET"]),
+        Route("/metrics", bound(health.metrics), methods=["GET"]),
+        Route("/webhooks/efax", bound(webhook.efax_webhook), methods=["POST"]),
+    ]
+    if ctx.settings.admins:
+        from gateway.http.admin.views import create_admin_app
+
+        routes.append(Mount("/admin", app=create_admin_app(ctx)))
+    else:
+        routes.append(Route("/admin{rest:path}", no_admin))
+    return Starlette(routes=routes)
 
 
 class QuietServer(uvicorn.Server):

@@ -3,7 +3,8 @@
 ``serve`` (``gateway.app``) builds one ``HttpContext`` and hands it to ``start_http``.
 The views read and call only what is here, so the HTTP side imports neither the app
 nor a worker: the webhook records its trigger in the store and says "look now" through
-``Wake``; readiness asks the store, eFax's health and the polls' start times.
+``Wake``; readiness asks the store, eFax's health and the polls' start times; the admin page
+reads the store and cancels through ``canceller``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from gateway.audit import Audit
 from gateway.metrics import Metrics
+from gateway.operations.actions import Canceller
 from gateway.settings import Settings
 from gateway.store.base import Store
 
@@ -25,6 +28,7 @@ class Wake:
     # first); None when no mailbox receives faxes.
     fetch: Callable[[str, str | None], None] | None = None
     poll: Callable[[], None] | None = None  # read every mailbox now; None likewise
+    queue: Callable[[], None] | None = None  # jobs were made due by hand: dispatch, track, report now
 
 
 @dataclass(frozen=True)
@@ -37,5 +41,7 @@ class HttpContext:
     # start); empty when no mailbox is polled.
     polled_since: Callable[[], Mapping[str, float]]
     wake: Wake
+    audit: Audit | None = None  # the admin page's actions and sign-ins
+    canceller: Canceller | None = None  # eFax's cancel request, for the admin page's cancel
     # A reader process is ready to read mail (gateway.smtp.reading); none: SMTP answers 451.
     readers_ready: Callable[[], bool] = lambda: True

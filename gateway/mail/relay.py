@@ -198,8 +198,9 @@ class RelaySender:
                 await client.quit()
             return found
         except aiosmtplib.SMTPAuthenticationError as err:
-            raise RelayLoginRefused(
-                f"{s.host}:{s.port} refused the username {s.username} and its password"
+            raise RelayLoginRefused(  # the reply says why (Microsoft 365: SMTP AUTH off, ...)
+                f"{s.host}:{s.port} refused the username {s.username} and its password: "
+                f"{err.code} {err.message}"
             ) from err
         except (aiosmtplib.SMTPException, OSError) as err:
             raise MailTransient(f"cannot use {s.host}:{s.port}: {type(err).__name__}: {err}") from err

@@ -90,7 +90,7 @@ def test_example_configuration_names_every_setting_and_loads(tmp_path: Path) -> 
     example = Path(__file__).parents[2] / "config" / "gateway.example.toml"
     text = example.read_text()
     load_settings(example)
-    uncommented = re.sub(r"^# (\[\[(?:mailboxes|users)\]\]|\w+ = .*)$", r"\1", text, flags=re.M)
+    uncommented = re.sub(r"^# (\[\[(?:mailboxes|users|admins)\]\]|\w+ = .*)$", r"\1", text, flags=re.M)
     data = tomllib.loads(uncommented)
     for name, field in Settings.model_fields.items():
         if name == "mailboxes":
@@ -101,6 +101,10 @@ def test_example_configuration_names_every_setting_and_loads(tmp_path: Path) -> 
             from gateway.settings import User
 
             assert set(data["users"][0]) == set(User.model_fields)
+        elif name == "admins":
+            from gateway.settings import Admin
+
+            assert set(data["admins"][0]) == set(Admin.model_fields)
         elif hasattr(field.annotation, "model_fields"):
             assert set(data[name]) == set(field.annotation.model_fields), name  # type: ignore[union-attr]
         else:
