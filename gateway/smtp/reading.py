@@ -36,7 +36,8 @@ where the kernel has Landlock, no way to open the configuration, the database or
 store. LibreOffice runs inside the same confinement, at most ``office_conversions`` at once
 across children: a child asks for a turn and waits in line, its mail not yet converted.
 
-What crosses the pipe: to the child ``("read", raw, limits)`` and ``("go",)`` (a LibreOffice
+What crosses the pipe: to the child ``("read", size, limits)`` followed by the mail's
+``size`` bytes as they are, and ``("go",)`` (a LibreOffice
 turn); back ``("ready",)``, ``("turn",)``, then one answer: ``("ok", ReadMail, leave)``,
 ``("refused", kind, sentence, leave)``, ``("over", "memory", leave)`` or ``("failed", why,
 leave)``. Each is a pickle behind its 4-byte big-endian length. Only what the gateway's own
@@ -270,12 +271,18 @@ class _Child:
     def alive(self) -> bool:
         return self.process.returncode is None and not self.ending
 
-    async def send(self, message: tuple[Any, ...]) -> None:
+    async def send(self, message: tuple[Any, ...], raw: bytes = b"") -> None:
+        """One frame, then ``raw`` as it is (not pickled: a big mail is not copied, and
+        never more than ``_PIPE_BYTES`` of it waits in this process's buffers)."""
         stdin = self.process.stdin
         assert stdin is not None
         frame = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         stdin.write(_LENGTH.pack(len(frame)))
         stdin.write(frame)
+        view = memoryview(raw)
+        for start in range(0, len(view), _PIPE_BYTES):
+            await stdin.drain()
+            stdin.write(view[start : start + _PIPE_BYTES])
         await stdin.drain()
 
     async def receive(self) -> tuple[Any, ...]:
@@ -471,7 +478,7 @@ class MailReaders:
         try:
             try:
                 async with asyncio.timeout_at(deadline):
-                    await child.send(("read", raw, limits))
+                    await child.send(("read", len(raw), limits), raw)
                 while True:
                     async with asyncio.timeout_at(deadline):
                         message = await child.receive()
@@ -896,12 +903,13 @@ def child_main(options_json: str = "{}") -> None:
         while True:
             try:
                 request = receive()
+                raw = _read_exactly(requests, request[1]) if request and request[0] == "read" else None
             except MemoryError:  # the mail alone is more than the budget
                 send(("over", "memory", True))
                 return
-            if request is None or request[0] != "read":
+            if request is None or raw is None:
                 return  # the gateway closed our stdin, or died
-            _, raw, limits = request
+            limits = request[2]
             if limits.office_converter is not None:
                 turn = _Turn(send, receive)
                 limits = dataclasses.replace(

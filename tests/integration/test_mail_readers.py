@@ -225,7 +225,7 @@ async def test_a_mail_over_its_cpu_time_is_refused() -> None:
 
 
 async def test_a_mail_over_its_memory_is_refused_552_and_the_child_leaves() -> None:
-    big = _mail_with(_big_pdf(30_000_000), "application", "pdf", "big.pdf")
+    big = _mail_with(_big_pdf(45_000_000), "application", "pdf", "big.pdf")
     pool = MailReaders(1, max_processes=1, budget=ReaderBudget(memory_bytes=160 * 1024 * 1024))
     await pool.start()
     try:
