@@ -66,7 +66,7 @@ from gateway.core.mimetree import (
 )
 from gateway.core.office import OfficeConverter, office_to_pdf
 from gateway.core.partial import partial_key, reassemble_partials
-from gateway.core.pdfs import count_pdf_pages
+from gateway.core.pdfs import check_pdf, count_pdf_pages
 from gateway.core.tnef import TnefError, unpack_tnef
 
 __all__ = [
@@ -151,6 +151,9 @@ class ExtractionLimits:
     max_image_pixels: int = 60_000_000  # per image frame; decompression bombs are refused
     max_tiff_frames: int = 500  # frames per TIFF
     conversion_timeout_s: float = 60.0  # per image or office conversion
+    # bytes a PDF's object streams may inflate to while it is checked, per PDF and per mail
+    max_pdf_inflate_bytes: int = 32_000_000
+    max_mail_inflate_bytes: int = 96_000_000
     # LibreOffice (gateway.convert.office) or any OfficeConverter; None: office files are refused
     office_converter: OfficeConverter | None = None
     # True: raise NeedsConversion instead of converting an image, office file or winmail.dat,
@@ -219,6 +222,7 @@ class _Collector:
     found: list[str] = field(default_factory=list)  # "name" (what it is), for NothingToFax
     attachments: int = 0  # items the sender meant as attachments (not incidental)
     unnamed: int = 0
+    inflated: int = 0  # bytes the PDFs' object streams inflated to so far (the mail's budget)
 
     @property
     def pages_left(self) -> int:
@@ -242,8 +246,7 @@ class _Collector:
             self.attachments += 1
         if kind == "pdf":
             self._check_room(name)
-            pages = count_pdf_pages(part.data, name, self.pages_left, self.limits.max_pages)
-            self._document(FaxDocument(name, "PDF", part.data, pages, kind, part.span))
+            self._pdf(part, name)
         elif kind in filetypes.IMAGE_KINDS:
             self._check_room(name)
             pdf, pages = image_to_pdf(
@@ -275,6 +278,18 @@ class _Collector:
             self._tnef(part, name, nesting)
         else:
             self._leave_out(name, filetypes.left_out_reason(kind), filetypes.describe(kind))
+
+    def _pdf(self, part: Part, name: str) -> None:
+        limits = self.limits
+        left = min(limits.max_pdf_inflate_bytes, limits.max_mail_inflate_bytes - self.inflated)
+        checked = check_pdf(
+            part.data, name, pages_left=self.pages_left, max_pages=limits.max_pages, inflate_left=left
+        )
+        self.inflated += checked.inflated
+        if checked.data is None:  # clean: as sent, still where it lies in the raw mail
+            self._document(FaxDocument(name, "PDF", part.data, checked.pages, "pdf", part.span))
+        else:
+            self._document(FaxDocument(name, "PDF", checked.data, checked.pages, "pdf"))
 
     def _tnef(self, part: Part, name: str, nesting: int) -> None:
         if nesting >= _MAX_NESTING:
