@@ -11,7 +11,8 @@ for the sender; the SMTP handler answers ``554 5.6.0 <sentence>`` at DATA.
 What becomes pages (the MIME rules are in mimetree):
   * the type is read from the bytes (filetypes), never from the name or the header;
   * PDF: checked with pypdf (pdfs); encrypted or damaged PDFs are refused;
-  * TIFF, JPEG, PNG, GIF, BMP, WebP: converted to PDF (images);
+  * TIFF, JPEG, PNG, GIF, BMP, WebP, HEIC/HEIF: converted to PDF (images), large ones
+    brought down to fax resolution while decoding (bigimages);
   * text and HTML files: TXT documents (HTML as its visible text);
   * DOC/DOCX/XLS/XLSX/PPT/PPTX/ODT/ODS/ODP/RTF: the ``office_converter`` when one is
     given (LibreOffice, ``gateway.convert.office``), else refused (office);
@@ -148,7 +149,11 @@ class Extraction:
 class ExtractionLimits:
     max_documents: int = 25  # documents per fax (eFax takes up to 25)
     max_pages: int = 500  # pages per fax, all documents together
-    max_image_pixels: int = 60_000_000  # per image frame; decompression bombs are refused
+    # per image frame, read from its header (a 108-megapixel phone photo is fine); larger is refused
+    max_image_pixels: int = 178_000_000
+    # pixels x bytes per pixel decoded at once; larger images are brought down to fax
+    # resolution while decoding (JPEG, PNG) or refused when they cannot be (bigimages)
+    max_decode_bytes: int = 150_000_000
     max_tiff_frames: int = 500  # frames per TIFF
     conversion_timeout_s: float = 60.0  # per image or office conversion
     # bytes a PDF's object streams may inflate to while it is checked, per PDF and per mail
@@ -258,6 +263,7 @@ class _Collector:
                 pages_left=self.pages_left,
                 max_pages=self.limits.max_pages,
                 timeout_s=self.limits.conversion_timeout_s,
+                max_decode_bytes=self.limits.max_decode_bytes,
             )
             self._document(FaxDocument(name, "PDF", pdf, pages, kind))
         elif kind in filetypes.TEXT_KINDS:
@@ -383,10 +389,10 @@ def _detect(data: bytes) -> filetypes.Kind:
 
 
 def _nothing_sentence(collector: _Collector, limits: ExtractionLimits) -> str:
-    accepted = "a PDF, an image (TIFF, JPEG, PNG, GIF, BMP, WebP) or a text file"
+    accepted = "a PDF, an image (TIFF, JPEG, PNG, GIF, BMP, WebP, HEIC) or a text file"
     if limits.office_converter:
         accepted = (
-            "a PDF, an image (TIFF, JPEG, PNG, GIF, BMP, WebP), a text file or an office document "
+            "a PDF, an image (TIFF, JPEG, PNG, GIF, BMP, WebP, HEIC), a text file or an office document "
             "(Word, Excel, PowerPoint, OpenDocument, RTF)"
         )
     if not collector.found:

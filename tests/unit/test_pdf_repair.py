@@ -99,7 +99,7 @@ def test_a_filled_in_form_is_flattened_so_its_values_are_on_the_page() -> None:
     faxed = document.content
     reader = PdfReader(io.BytesIO(faxed), strict=True)
     assert "Jane Q. Public" in reader.pages[0].extract_text()
-    assert "/AcroForm" not in reader.trailer["/Root"]
+    assert "/AcroForm" not in reader.root_object
     assert not reader.pages[0].get("/Annots")
 
 
