@@ -13,14 +13,16 @@ What becomes pages (the MIME rules are in mimetree):
   * PDF: checked with pypdf (pdfs); encrypted or damaged PDFs are refused;
   * TIFF, JPEG, PNG, GIF, BMP, WebP, HEIC/HEIF: converted to PDF (images), large ones
     brought down to fax resolution while decoding (bigimages);
-  * text and HTML files: TXT documents (HTML as its visible text);
+  * text and HTML files: PDFs the gateway sets itself (textpdf) when it has fonts
+    (``text_fonts``), else TXT documents for eFax's renderer (HTML as its visible text);
   * DOC/DOCX/XLS/XLSX/PPT/PPTX/ODT/ODS/ODP/RTF: the ``office_converter`` when one is
     given (LibreOffice, ``gateway.convert.office``), else refused (office);
   * winmail.dat: unpacked (tnef), its files treated like any other;
   * an attached mail: its text as a TXT document, then its attachments;
   * zip, programs, calendar invitations, ...: left out (``LeftOut``); a mail whose
     attachments are all left out is refused (``NothingToFax``);
-  * no attachments at all: the trimmed text is the fax (one TXT document).
+  * no attachments at all: the trimmed text is the fax, one PDF headed by who sent it,
+    when and about what (or one TXT document without ``text_fonts``).
 A message/partial piece raises ``SplitMessage``; reassemble it first (partial).
 
 Bounds (``ExtractionLimits``, all with defaults): documents per fax, pages per fax
@@ -68,6 +70,7 @@ from gateway.core.mimetree import (
 from gateway.core.office import OfficeConverter, office_to_pdf
 from gateway.core.partial import partial_key, reassemble_partials
 from gateway.core.pdfs import check_pdf, count_pdf_pages
+from gateway.core.textpdf import Heading, TextFonts, text_to_pdf
 from gateway.core.tnef import TnefError, unpack_tnef
 
 __all__ = [
@@ -161,6 +164,9 @@ class ExtractionLimits:
     max_mail_inflate_bytes: int = 96_000_000
     # LibreOffice (gateway.convert.office) or any OfficeConverter; None: office files are refused
     office_converter: OfficeConverter | None = None
+    # The fonts text faxes are set in (gateway.convert.fonts finds DejaVu); None: text goes
+    # to eFax as TXT, for its own renderer, and a text-only fax has no heading
+    text_fonts: TextFonts | None = None
     # True: raise NeedsConversion instead of converting an image, office file or winmail.dat,
     # so that a caller on the event loop can do the quick cases there and hand the rest on.
     quick_only: bool = False
@@ -209,9 +215,17 @@ def extract_documents(message: EmailMessage, limits: ExtractionLimits = Extracti
             f"The text of the mail fills {pages} pages; one fax may have at most {limits.max_pages} pages."
         )
     only_html = bool(contents.body) and all(t.is_html for t in contents.body)
-    document = FaxDocument(
-        "message.txt", "TXT", body_text.encode("utf-8"), pages, "html" if only_html else "text"
-    )
+    detected = "html" if only_html else "text"
+    if limits.text_fonts is not None:
+        heading = Heading(header_text(message, "From"), header_text(message, "Date"), subject)
+        pdf, pages = text_to_pdf(body_text, limits.text_fonts, heading)
+        if pages > limits.max_pages:
+            raise TooManyPages(
+                f"The text of the mail fills {pages} pages; one fax may have at most {limits.max_pages} pages."
+            )
+        document = FaxDocument("message.pdf", "PDF", pdf, pages, detected)
+    else:
+        document = FaxDocument("message.txt", "TXT", body_text.encode("utf-8"), pages, detected)
     return Extraction(
         (document,), tuple(collector.left_out), subject, body_text, options, body_is_document=True
     )
@@ -354,7 +368,17 @@ class _Collector:
                 f'The text "{name}" fills {pages} pages; with the other documents that is '
                 f"more than the {self.limits.max_pages} pages one fax may have."
             )
-        self._document(FaxDocument(name, "TXT", text.encode("utf-8"), pages, detected))
+        fonts = self.limits.text_fonts
+        if fonts is None:
+            self._document(FaxDocument(name, "TXT", text.encode("utf-8"), pages, detected))
+            return
+        pdf, pages = text_to_pdf(text, fonts)
+        if pages > self.pages_left:
+            raise TooManyPages(
+                f'The text "{name}" fills {pages} pages; with the other documents that is '
+                f"more than the {self.limits.max_pages} pages one fax may have."
+            )
+        self._document(FaxDocument(name, "PDF", pdf, pages, detected))
 
     def _check_room(self, name: str) -> None:
         if len(self.documents) >= self.limits.max_documents:
