@@ -143,7 +143,8 @@ class Gateway:
         fonts = find_text_fonts()
         if fonts is None:
             log.warning(
-                "DejaVu fonts not found (Debian: fonts-dejavu-core); text faxes go to eFax as TXT, without a heading",
+                "DejaVu fonts not found (Debian: fonts-dejavu-core); "
+                "text faxes go to eFax as TXT, without a heading",
                 extra=event("no text fonts"),
             )
         limits = ExtractionLimits(office_converter=find_office_converter(), text_fonts=fonts)

@@ -221,7 +221,8 @@ def extract_documents(message: EmailMessage, limits: ExtractionLimits = Extracti
         pdf, pages = text_to_pdf(body_text, limits.text_fonts, heading)
         if pages > limits.max_pages:
             raise TooManyPages(
-                f"The text of the mail fills {pages} pages; one fax may have at most {limits.max_pages} pages."
+                f"The text of the mail fills {pages} pages; "
+                f"one fax may have at most {limits.max_pages} pages."
             )
         document = FaxDocument("message.pdf", "PDF", pdf, pages, detected)
     else:
