@@ -13,7 +13,10 @@ What becomes pages (the MIME rules are in mimetree):
   * PDF: checked with pypdf (pdfs); encrypted or damaged PDFs are refused;
   * TIFF, JPEG, PNG, GIF, BMP, WebP, HEIC/HEIF: converted to PDF (images), large ones
     brought down to fax resolution while decoding (bigimages);
-  * text and HTML files: PDFs the gateway sets itself (textpdf) when it has fonts
+  * HTML files, and an HTML-only body that is the fax: cleaned of anything remote
+    (htmlpage) and rendered with their layout by the ``office_converter``; without one
+    (or when it fails), as text;
+  * text files: PDFs the gateway sets itself (textpdf) when it has fonts
     (``text_fonts``), else TXT documents for eFax's renderer (HTML as its visible text);
   * DOC/DOCX/XLS/XLSX/PPT/PPTX/ODT/ODS/ODP/RTF: the ``office_converter`` when one is
     given (LibreOffice, ``gateway.convert.office``), else refused (office);
@@ -47,6 +50,7 @@ from gateway.core.document_errors import (
     TooManyDocuments,
     TooManyPages,
 )
+from gateway.core.htmlpage import printable_html
 from gateway.core.images import image_to_pdf
 from gateway.core.mailparse import Span
 from gateway.core.mailtext import (
@@ -60,6 +64,7 @@ from gateway.core.mailtext import (
 from gateway.core.mimetree import (
     Embedded,
     Item,
+    MailContents,
     Part,
     Skipped,
     clean_filename,
@@ -214,22 +219,51 @@ def extract_documents(message: EmailMessage, limits: ExtractionLimits = Extracti
         raise TooManyPages(
             f"The text of the mail fills {pages} pages; one fax may have at most {limits.max_pages} pages."
         )
-    only_html = bool(contents.body) and all(t.is_html for t in contents.body)
-    detected = "html" if only_html else "text"
-    if limits.text_fonts is not None:
-        heading = Heading(header_text(message, "From"), header_text(message, "Date"), subject)
-        pdf, pages = text_to_pdf(body_text, limits.text_fonts, heading)
-        if pages > limits.max_pages:
-            raise TooManyPages(
-                f"The text of the mail fills {pages} pages; "
-                f"one fax may have at most {limits.max_pages} pages."
-            )
-        document = FaxDocument("message.pdf", "PDF", pdf, pages, detected)
-    else:
-        document = FaxDocument("message.txt", "TXT", body_text.encode("utf-8"), pages, detected)
+    document = _body_document(message, contents, body_text, subject, limits)
     return Extraction(
         (document,), tuple(collector.left_out), subject, body_text, options, body_is_document=True
     )
+
+
+def _body_document(
+    message: EmailMessage, contents: MailContents, body_text: str, subject: str, limits: ExtractionLimits
+) -> FaxDocument:
+    """The mail's text as the fax: its HTML rendered with its layout when it has only HTML
+    and a converter is there, else its text set by the gateway (or TXT without fonts)."""
+    only_html = bool(contents.body) and all(t.is_html for t in contents.body)
+    heading = Heading(header_text(message, "From"), header_text(message, "Date"), subject)
+    if only_html and limits.office_converter is not None:
+        if limits.quick_only:
+            raise NeedsConversion("html")
+        html = "\n".join(t.text for t in contents.body)
+        rendered = _rendered_html(html, "message.html", heading, limits, limits.max_pages)
+        if rendered is not None:
+            return FaxDocument("message.pdf", "PDF", rendered[0], rendered[1], "html")
+    detected = "html" if only_html else "text"
+    pages = text_pages(body_text)
+    if limits.text_fonts is None:
+        return FaxDocument("message.txt", "TXT", body_text.encode("utf-8"), pages, detected)
+    pdf, pages = text_to_pdf(body_text, limits.text_fonts, heading)
+    if pages > limits.max_pages:
+        raise TooManyPages(
+            f"The text of the mail fills {pages} pages; one fax may have at most {limits.max_pages} pages."
+        )
+    return FaxDocument("message.pdf", "PDF", pdf, pages, detected)
+
+
+def _rendered_html(
+    html: str, name: str, heading: Heading | None, limits: ExtractionLimits, pages_left: int
+) -> tuple[bytes, int] | None:
+    """HTML rendered to PDF by the converter, cleaned first (htmlpage); None when it has
+    nothing to show or the converter failed (the caller falls back to its text)."""
+    printable = printable_html(html, heading)
+    if printable is None:
+        return None
+    try:
+        pdf = office_to_pdf(printable, "html", name, limits.office_converter, limits.conversion_timeout_s)
+    except DocumentRefused:
+        return None
+    return pdf, count_pdf_pages(pdf, name, pages_left, limits.max_pages)
 
 
 @dataclass
@@ -281,6 +315,8 @@ class _Collector:
                 max_decode_bytes=self.limits.max_decode_bytes,
             )
             self._document(FaxDocument(name, "PDF", pdf, pages, kind))
+        elif kind == "html" and self.limits.office_converter is not None and self._html(part, name):
+            return
         elif kind in filetypes.TEXT_KINDS:
             text = decode_text(part.data, part.charset)
             text = html_to_text(text) if kind == "html" else clean_text(text).strip("\n")
@@ -311,6 +347,19 @@ class _Collector:
             self._document(FaxDocument(name, "PDF", part.data, checked.pages, "pdf", part.span))
         else:
             self._document(FaxDocument(name, "PDF", checked.data, checked.pages, "pdf"))
+
+    def _html(self, part: Part, name: str) -> bool:
+        """An HTML file rendered with its layout; False: fax its text instead."""
+        if self.limits.quick_only:
+            raise NeedsConversion("html")
+        self._check_room(name)
+        rendered = _rendered_html(
+            decode_text(part.data, part.charset), name, None, self.limits, self.pages_left
+        )
+        if rendered is None:
+            return False
+        self._document(FaxDocument(name, "PDF", rendered[0], rendered[1], "html"))
+        return True
 
     def _tnef(self, part: Part, name: str, nesting: int) -> None:
         if nesting >= _MAX_NESTING:

@@ -8,9 +8,12 @@ reads what the simulator recorded of the POST /faxes.
 from __future__ import annotations
 
 import base64
+import http.server
 import io
+import threading
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import pytest
 from pypdf import PdfReader
@@ -167,3 +170,79 @@ async def test_cover_and_nocover_still_decide_the_cover_page_of_a_text_fax(
     [(kind, content)], fax = await _posted(simulator)
     assert fax["fax_options"]["include_cover_page"] is True
     assert kind == "PDF" and "Call me." in pdfcorpus.pdftotext_pages(content)[0]
+
+
+class _Watcher(http.server.BaseHTTPRequestHandler):
+    """An HTTP server on loopback that notes every request (none may come)."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def watcher() -> Iterator[tuple[str, list[str]]]:
+    seen: list[str] = []
+    handler = type("Handler", (_Watcher,), {"seen": seen})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+    server.server_close()
+
+
+def _price_list(base: str) -> str:
+    return f"""<html><head><link rel="stylesheet" href="{base}/style.css">
+<style>@import url("{base}/more.css"); td {{ padding: 4px; background: url({base}/cell.png) }}</style></head>
+<body><h1>Price list</h1><p>Grüße from ACME</p>
+<table border="1"><tr><th>Item</th><th>Quantity</th><th>Price</th></tr>
+<tr><td>Boxes</td><td>12</td><td>$4.00</td></tr><tr><td>Tape</td><td>3</td><td>$1.50</td></tr></table>
+<img src="{base}/pixel.gif" width="1" height="1"><img src="cid:logo@acme" alt="">
+<p style="background-image: url('{base}/p.png')">Thanks, Alice</p></body></html>"""
+
+
+def _columns(pdf: bytes) -> list[list[str]]:
+    return [line.split() for line in "\n".join(pdfcorpus.pdftotext_pages(pdf)).splitlines() if line.strip()]
+
+
+async def test_an_html_only_mail_is_rendered_with_its_table_and_fetches_nothing(
+    gateway: Gateway, simulator: RunningSimulator, watcher: tuple[str, list[str]]
+) -> None:
+    base, seen = watcher
+    message = corpus._new("Price list")
+    message.set_content(_price_list(base), subtype="html")
+    logo = imagecorpus.saved(imagecorpus.noisy("RGB", (120, 40)), "PNG")
+    message.add_related(logo, maintype="image", subtype="png", cid="<logo@acme>")
+    result = await smtp_send(gateway.smtp_port, corpus._bytes(message), rcpts=RCPT)
+    assert result.code == 250, result
+    [(kind, content)], _ = await _posted(simulator)  # the logo is no document of its own
+    assert kind == "PDF" and _strictly_clean(content) == 1
+    rows = _columns(content)
+    assert ["Item", "Quantity", "Price"] in rows and ["Boxes", "12", "$4.00"] in rows  # columns kept
+    assert ["From:", "Alice", "Example", "<alice@example.com>"] in rows and [
+        "Subject:",
+        "Price",
+        "list",
+    ] in rows
+    assert not PdfReader(io.BytesIO(content)).pages[0].images  # neither logo nor pixel
+    assert seen == []  # nothing was fetched while rendering
+
+
+async def test_an_html_attachment_is_rendered_with_its_layout(
+    gateway: Gateway, simulator: RunningSimulator, watcher: tuple[str, list[str]]
+) -> None:
+    base, seen = watcher
+    page = _price_list(base).encode()
+    result = await smtp_send(gateway.smtp_port, _mail((page, "text/html", "prices.html")), rcpts=RCPT)
+    assert result.code == 250, result
+    [(kind, content)], fax = await _posted(simulator)
+    assert kind == "PDF" and ["Tape", "3", "$1.50"] in _columns(content)
+    assert fax["fax_options"]["include_cover_page"] is True  # "See attached." on the cover
+    assert seen == []
