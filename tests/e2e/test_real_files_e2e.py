@@ -246,3 +246,44 @@ async def test_an_html_attachment_is_rendered_with_its_layout(
     assert kind == "PDF" and ["Tape", "3", "$1.50"] in _columns(content)
     assert fax["fax_options"]["include_cover_page"] is True  # "See attached." on the cover
     assert seen == []
+
+
+def _broken_multipart(content_type: bytes, parts: bytes) -> bytes:
+    head = (
+        b"From: Alice Example <alice@example.com>\r\nTo: 13235551212@fax.local\r\nSubject: Order\r\n"
+        b"Date: Mon, 03 Jun 2024 09:30:00 +0000\r\nMessage-ID: <broken@example.com>\r\nMIME-Version: 1.0\r\n"
+    )
+    return head + b"Content-Type: " + content_type + b"\r\n\r\n" + parts + b"--REAL--\r\n"
+
+
+_TEXT_PART = (
+    b"--REAL\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    b"Please deliver 12 boxes, Gr\xc3\xbc\xc3\x9fe.\r\n"
+)
+
+
+async def test_a_mail_whose_boundary_is_missing_faxes_its_text(
+    gateway: Gateway, simulator: RunningSimulator
+) -> None:
+    raw = _broken_multipart(b"multipart/mixed", _TEXT_PART)
+    result = await smtp_send(gateway.smtp_port, raw, rcpts=RCPT)
+    assert result.code == 250, result
+    [(kind, content)], _ = await _posted(simulator)
+    assert kind == "PDF" and "Please deliver 12 boxes, Grüße." in pdfcorpus.pdftotext_pages(content)[0]
+
+
+async def test_a_mail_whose_boundary_is_mismatched_faxes_its_attachment_and_text(
+    gateway: Gateway, simulator: RunningSimulator
+) -> None:
+    pdf = pdfcorpus.ghostscript_pdf(2)
+    encoded = base64.encodebytes(pdf).replace(b"\n", b"\r\n")
+    attachment = (
+        b"--REAL\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
+        b'Content-Disposition: attachment; filename="order.pdf"\r\n\r\n' + encoded
+    )
+    raw = _broken_multipart(b'multipart/mixed; boundary="NOT-THE-ONE-USED"', _TEXT_PART + attachment)
+    result = await smtp_send(gateway.smtp_port, raw, rcpts=RCPT)
+    assert result.code == 250, result
+    [(kind, content)], fax = await _posted(simulator)
+    assert (kind, content) == ("PDF", pdf)
+    assert fax["fax_options"]["cover_page_options"]["message"] == "Please deliver 12 boxes, Grüße."
