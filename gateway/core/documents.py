@@ -10,7 +10,9 @@ for the sender; the SMTP handler answers ``554 5.6.0 <sentence>`` at DATA.
 
 What becomes pages (the MIME rules are in mimetree):
   * the type is read from the bytes (filetypes), never from the name or the header;
-  * PDF: checked with pypdf (pdfs); encrypted or damaged PDFs are refused;
+  * PDF (pdfs): a clean one as sent; one viewers repair, an owner-password one or a
+    form rewritten by qpdf (repaired, decrypted, flattened); one needing a password,
+    damaged beyond repair or inflating past its budget is refused;
   * TIFF, JPEG, PNG, GIF, BMP, WebP, HEIC/HEIF: converted to PDF (images), large ones
     brought down to fax resolution while decoding (bigimages);
   * HTML files, and an HTML-only body that is the fax: cleaned of anything remote
@@ -29,10 +31,12 @@ What becomes pages (the MIME rules are in mimetree):
 A message/partial piece raises ``SplitMessage``; reassemble it first (partial).
 
 Bounds (``ExtractionLimits``, all with defaults): documents per fax, pages per fax
-(a 10,000-page PDF is refused from its page-tree count), pixels per image frame,
-frames per TIFF, seconds per conversion. Only office conversion leaves the process
-(a child process, killed at the time limit); everything else is in-process and
-bounded by those checks. Call it off the event loop (``asyncio.to_thread``).
+(a 10,000-page PDF is refused from its page-tree count), bytes a PDF's object streams
+may inflate to (per PDF and per mail), pixels per image frame and pixels x bytes per
+pixel decoded at once, frames per TIFF, seconds per conversion. Only office and HTML
+conversion leaves the process (a child process, killed at the time limit); everything
+else is in-process and bounded by those checks. Call it off the event loop
+(``asyncio.to_thread``).
 """
 
 from __future__ import annotations
