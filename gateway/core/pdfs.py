@@ -104,8 +104,9 @@ def check_pdf(
                 return CheckedPdf(pages, inflated)
             reasons.append("repaired")
     rewritten = _rewrite(data, filename, flatten="flattened" in reasons)
-    checked = _verify(rewritten, filename, pages_left, max_pages, inflate_left)
-    return CheckedPdf(checked, inflated, rewritten, ", ".join(dict.fromkeys(reasons)))
+    checked, inflated_after = _verify(rewritten, filename, pages_left, max_pages, inflate_left)
+    why = ", ".join(dict.fromkeys(reasons))
+    return CheckedPdf(checked, max(inflated, inflated_after), rewritten, why)
 
 
 class _InPlace(io.BytesIO):
@@ -296,16 +297,20 @@ def _rebuilt(data: bytes, *, flatten: bool) -> bytes:
         return out.getvalue()
 
 
-def _verify(data: bytes, filename: str, pages_left: int, max_pages: int, inflate_left: int) -> int:
-    """Pages of the rewritten PDF, read strictly: it must be clean now."""
+def _verify(
+    data: bytes, filename: str, pages_left: int, max_pages: int, inflate_left: int
+) -> tuple[int, int]:
+    """Pages of the rewritten PDF, read strictly (it must be clean now), and the bytes its
+    object streams inflate to (an encrypted PDF could not be probed before)."""
     with _InPlace(data) as stream, _limits(inflate_left):
         reader = _open(stream, filename, strict=True)
         if reader.is_encrypted:
             raise _damaged(filename)
+        inflated = _inflate_object_streams(reader, filename, inflate_left)
         pages = _count(reader, filename, pages_left, max_pages)
         if _qpdf_clean_pages(stream) != pages:
             raise _damaged(filename)
-        return pages
+        return pages, inflated
 
 
 class _Damaged(DocumentRefused):
