@@ -73,8 +73,13 @@ def image_to_pdf(
             return bytes(pdf), frames
         except Exception:  # fall back to normalising with Pillow
             pass
-    if frames == 1:
-        page = bigimages.downscaled(data, kind, filename, max_decode_bytes=max_decode_bytes)
+    if frames == 1 and (kind == "heif" or not small):
+        try:
+            page = bigimages.downscaled(data, kind, filename, max_decode_bytes=max_decode_bytes)
+        except DocumentRefused:
+            raise
+        except Exception as err:
+            raise _damaged(filename) from err
         return _one_page(page, kind, filename), 1
     try:
         pngs = list(_normalised(data, kind, frames, deadline, filename, max_decode_bytes))

@@ -138,3 +138,9 @@ def test_a_heic_photo_over_the_decoding_budget_is_refused_with_a_sentence() -> N
     heic = imagecorpus.heic_from(imagecorpus.saved(imagecorpus.noisy("RGB", (1200, 900)), "JPEG"))
     with pytest.raises(DocumentRefused, match=re.escape('"big.heic" is too large in pixels')):
         extract(mail((heic, "image/heic", "big.heic")), max_decode_bytes=1_000_000)
+
+
+def test_a_truncated_large_jpeg_is_refused_as_damaged() -> None:
+    jpeg = imagecorpus.saved(Image.linear_gradient("L").resize((6000, 5000)), "JPEG")
+    with pytest.raises(DocumentRefused, match=re.escape('"cut.jpg" is damaged')):
+        extract(mail((jpeg[: len(jpeg) // 3], "image/jpeg", "cut.jpg")))
