@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from fpdf import FPDF
-from fpdf.enums import WrapMode, XPos, YPos
+if TYPE_CHECKING:
+    from fpdf import FPDF
 
 _MARGIN_MM: Final = 18.0
 _BODY_PT: Final = 10.0
@@ -51,9 +51,14 @@ class Heading:
 
 
 def text_to_pdf(text: str, fonts: TextFonts, heading: Heading | None = None) -> tuple[bytes, int]:
-    """``text`` set as a Letter PDF, with ``heading`` on its first page; (PDF, pages)."""
+    """``text`` set as a Letter PDF, with ``heading`` on its first page; (PDF, pages).
+
+    fpdf2 (and fontTools) are imported here, on the first text fax: a process that never
+    sets one does not carry them."""
+    from fpdf.enums import WrapMode, XPos, YPos
+
     logging.getLogger("fontTools").setLevel(logging.ERROR)  # subsetting notes, not problems
-    pdf = _Document(heading.subject if heading is not None else "")
+    pdf = _document(heading.subject if heading is not None else "")
     pdf.set_title(heading.subject if heading is not None else "")
     pdf.set_creator("fax-gateway")
     pdf.add_font("mono", fname=fonts.mono)
@@ -84,22 +89,24 @@ def text_to_pdf(text: str, fonts: TextFonts, heading: Heading | None = None) -> 
     return bytes(pdf.output()), pdf.pages_count
 
 
-class _Document(FPDF):
-    def __init__(self, subject: str) -> None:
-        super().__init__(orientation="portrait", unit="mm", format="letter")
-        self._subject = subject
+def _document(subject: str) -> FPDF:
+    """A Letter document whose every page's foot says "<subject> - page N of M"."""
+    from fpdf import FPDF
 
-    def footer(self) -> None:
-        self.set_y(-_MARGIN_MM + 4)
-        self.set_font("mono", size=8)
-        subject = self._subject if len(self._subject) <= 60 else self._subject[:57] + "..."
-        label = (
-            f"{subject} - page {self.page_no()} of {{nb}}" if subject else f"Page {self.page_no()} of {{nb}}"
-        )
-        self.cell(0, 4, label, align="R")
+    class Document(FPDF):
+        def footer(self) -> None:
+            self.set_y(-_MARGIN_MM + 4)
+            self.set_font("mono", size=8)
+            shown = subject if len(subject) <= 60 else subject[:57] + "..."
+            page = f"page {self.page_no()} of {{nb}}"
+            self.cell(0, 4, f"{shown} - {page}" if shown else page.capitalize(), align="R")
+
+    return Document(orientation="portrait", unit="mm", format="letter")
 
 
 def _heading(pdf: FPDF, heading: Heading) -> None:
+    from fpdf.enums import WrapMode, XPos, YPos
+
     rows = [("From", heading.sender), ("Date", heading.date), ("Subject", heading.subject)]
     for label, value in rows:
         if not value:
