@@ -29,12 +29,14 @@ import contextlib
 import re
 import urllib.parse
 from dataclasses import dataclass, field
+from email import policy as email_policy
 from email.header import decode_header, make_header
-from email.message import Message
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
 from typing import Final
 
 from gateway.core.document_errors import DocumentRefused
-from gateway.core.mailparse import Span, base64_payload, parse
+from gateway.core.mailparse import Span, base64_payload
 from gateway.core.mailtext import decode_text
 
 MAX_DEPTH: Final = 30
@@ -270,7 +272,11 @@ class _Walker:
         delimiter = _DELIMITER.search(body)
         if delimiter is not None and depth < MAX_DEPTH:
             boundary = delimiter.group(1)
-            rebuilt = parse(f'Content-Type: {ctype}; boundary="{boundary}"\r\n\r\n'.encode() + raw)
+            # Parsed the ordinary way: its parts must not come back as places in the raw
+            # mail (mailparse's spans), since they lie in these rebuilt bytes.
+            rebuilt = BytesParser(_class=EmailMessage, policy=email_policy.default).parsebytes(
+                f'Content-Type: {ctype}; boundary="{boundary}"\r\n\r\n'.encode() + raw
+            )
             if rebuilt.is_multipart():
                 self._multipart(rebuilt, ctype, depth, found)
                 return
