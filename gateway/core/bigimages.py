@@ -157,7 +157,7 @@ def _heif(data: bytes, filename: str, max_decode_bytes: int) -> Image.Image:
 def _whole(data: bytes, kind: str, filename: str, max_decode_bytes: int) -> Image.Image:
     with open_image(data, _PIL_FORMATS[kind]) as image:
         width, height = image.size
-        if width * height * _bytes_per_pixel(image.mode) > max_decode_bytes:
+        if width * height * bytes_per_pixel(image.mode) > max_decode_bytes:
             raise _too_large(filename)
         with quiet():
             image.load()
@@ -168,7 +168,7 @@ def _whole(data: bytes, kind: str, filename: str, max_decode_bytes: int) -> Imag
 _PIL_FORMATS: Final = {"tiff": "TIFF", "png": "PNG", "gif": "GIF", "bmp": "BMP", "webp": "WEBP"}
 
 
-def _bytes_per_pixel(mode: str) -> int:
+def bytes_per_pixel(mode: str) -> int:
     """What Pillow holds per pixel of an image in ``mode`` (mode 1 too takes a byte)."""
     return {"1": 1, "L": 1, "P": 1, "LA": 4, "PA": 4, "RGB": 4, "RGBA": 4, "CMYK": 4}.get(mode, 4)
 

@@ -67,7 +67,7 @@ def image_to_pdf(
             f'The image "{filename}" has {frames} pages; one fax may have at most {max_pages} pages.'
         )
     small = bigimages.fits_fax(size)
-    if kind in _DIRECT and small:
+    if kind in _DIRECT and (small or frames > 1):  # a multi-page 600-dpi G4 scan: as it is
         try:
             pdf = img2pdf.convert(data, layout_fun=_layout, rotation=img2pdf.Rotation.ifvalid)
             return bytes(pdf), frames
@@ -172,7 +172,8 @@ def _normalised(
         for index, frame in enumerate(ImageSequence.Iterator(image)):
             if index >= frames:
                 break
-            if frame.width * frame.height * 4 * 3 > max_decode_bytes:  # the frame and two copies
+            held = frame.width * frame.height * bigimages.bytes_per_pixel(frame.mode) * 3
+            if held > max_decode_bytes:  # the frame and two copies
                 raise _too_large(filename)
             if time.monotonic() > deadline:
                 raise DocumentRefused(

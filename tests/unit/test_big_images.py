@@ -144,3 +144,17 @@ def test_a_truncated_large_jpeg_is_refused_as_damaged() -> None:
     jpeg = imagecorpus.saved(Image.linear_gradient("L").resize((6000, 5000)), "JPEG")
     with pytest.raises(DocumentRefused, match=re.escape('"cut.jpg" is damaged')):
         extract(mail((jpeg[: len(jpeg) // 3], "image/jpeg", "cut.jpg")))
+
+
+def test_a_multi_page_600_dpi_scan_is_faxed_page_by_page() -> None:
+    pages = [Image.new("1", (5100, 6600), 1) for _ in range(3)]
+    for number, page in enumerate(pages):
+        page.paste(0, (0, 0, 5100, 60 * (number + 1)))
+    out = io.BytesIO()
+    pages[0].save(
+        out, format="TIFF", compression="group4", save_all=True, append_images=pages[1:], dpi=(600, 600)
+    )
+    del pages
+    [document] = extract(mail((out.getvalue(), "image/tiff", "scan.tif"))).documents
+    assert document.pages == 3 == len(PdfReader(io.BytesIO(document.content)).pages)
+    assert _page_size(document.content) == (612.0, 792.0)  # 8.5 x 11 in at 600 dpi: Letter
