@@ -43,6 +43,7 @@ _PIL_FORMATS: Final = {
     "webp": "WEBP",
 }
 _DIRECT: Final = frozenset({"tiff", "jpeg", "png"})  # img2pdf embeds these as they are
+_SCAN_600_DPI: Final = 5100 * 7020  # pixels of a Letter or A4 page scanned at 600 dpi
 _PHOTOS: Final = frozenset({"jpeg", "heif", "webp"})  # brought down, saved as JPEG, not PNG
 _LETTER: Final = (img2pdf.in_to_pt(8.5), img2pdf.in_to_pt(11))
 
@@ -67,7 +68,8 @@ def image_to_pdf(
             f'The image "{filename}" has {frames} pages; one fax may have at most {max_pages} pages.'
         )
     small = bigimages.fits_fax(size)
-    if kind in _DIRECT and (small or frames > 1):  # a multi-page 600-dpi G4 scan: as it is
+    scan = kind == "tiff" and (frames > 1 or size[0] * size[1] <= _SCAN_600_DPI)
+    if kind in _DIRECT and (small or scan):  # a 600-dpi G4 scan: embedded as it is, no decoding
         try:
             pdf = img2pdf.convert(data, layout_fun=_layout, rotation=img2pdf.Rotation.ifvalid)
             return bytes(pdf), frames

@@ -158,3 +158,12 @@ def test_a_multi_page_600_dpi_scan_is_faxed_page_by_page() -> None:
     [document] = extract(mail((out.getvalue(), "image/tiff", "scan.tif"))).documents
     assert document.pages == 3 == len(PdfReader(io.BytesIO(document.content)).pages)
     assert _page_size(document.content) == (612.0, 792.0)  # 8.5 x 11 in at 600 dpi: Letter
+
+
+def test_a_one_page_600_dpi_scan_is_embedded_as_it_is() -> None:
+    scan = Image.new("1", (5100, 6600), 1)
+    scan.paste(0, (0, 0, 5100, 60))
+    tiff = imagecorpus.saved(scan, "TIFF", compression="group4", dpi=(600, 600))
+    [document] = extract(mail((tiff, "image/tiff", "scan.tif"))).documents
+    assert _embedded_image(document.content).size == (5100, 6600)  # not decoded, not scaled
+    assert len(document.content) < len(tiff) + 5_000
