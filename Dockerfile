@@ -5,7 +5,7 @@ FROM python:3.11-slim
 # LibreOffice converts office documents (DOCX, XLSX, ODT, RTF ...) to PDF before faxing.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libreoffice-writer-nogui libreoffice-calc-nogui \
-        libreoffice-impress-nogui curl \
+        libreoffice-impress-nogui fonts-dejavu-core curl \
  && rm -rf /var/lib/apt/lists/*
 RUN pip install --no-cache-dir uv
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.audit import Audit
+from gateway.convert.fonts import find_text_fonts
 from gateway.convert.office import find_office_converter
 from gateway.core.documents import ExtractionLimits
 from gateway.core.retry import RetryPolicy
@@ -152,7 +153,14 @@ class Gateway:
             self.purger = Purger(self.store, keep_days=s.database.keep_days)
             self.tasks.append(asyncio.create_task(self.purger.run(), name=self.purger.name))
         await self._start_http()
-        limits = ExtractionLimits(office_converter=find_office_converter())
+        fonts = find_text_fonts()
+        if fonts is None:
+            log.warning(
+                "DejaVu fonts not found (Debian: fonts-dejavu-core); "
+                "text faxes go to eFax as TXT, without a heading",
+                extra=event("no text fonts"),
+            )
+        limits = ExtractionLimits(office_converter=find_office_converter(), text_fonts=fonts)
         handler = self.handler = FaxHandler(
             s,
             self.store,

@@ -34,6 +34,9 @@ from gateway.core.filetypes import EXTENSIONS
 from gateway.core.office import conversion_refused
 
 MEMORY_LIMIT_BYTES = 2_000_000_000  # LibreOffice converts ordinary documents in well under 1 GB
+# HTML opened by Writer (not Writer/Web, which prints a blank first page), laid out as a
+# document: tables keep their columns.
+_HTML_AS_WRITER = {"html": ("--infilter=HTML (StarWriter)", "--convert-to", "pdf:writer_pdf_Export")}
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,7 @@ class LibreOffice:
                 "--nodefault",
                 "--norestore",
                 "--nolockcheck",
-                "--convert-to",
-                "pdf",
+                *_HTML_AS_WRITER.get(kind, ("--convert-to", "pdf")),
                 "--outdir",
                 str(outdir),
                 str(source),

@@ -10,23 +10,33 @@ for the sender; the SMTP handler answers ``554 5.6.0 <sentence>`` at DATA.
 
 What becomes pages (the MIME rules are in mimetree):
   * the type is read from the bytes (filetypes), never from the name or the header;
-  * PDF: checked with pypdf (pdfs); encrypted or damaged PDFs are refused;
-  * TIFF, JPEG, PNG, GIF, BMP, WebP: converted to PDF (images);
-  * text and HTML files: TXT documents (HTML as its visible text);
+  * PDF (pdfs): a clean one as sent; one viewers repair, an owner-password one or a
+    form rewritten by qpdf (repaired, decrypted, flattened); one needing a password,
+    damaged beyond repair or inflating past its budget is refused;
+  * TIFF, JPEG, PNG, GIF, BMP, WebP, HEIC/HEIF: converted to PDF (images), large ones
+    brought down to fax resolution while decoding (bigimages);
+  * HTML files, and an HTML-only body that is the fax: cleaned of anything remote
+    (htmlpage) and rendered with their layout by the ``office_converter``; without one
+    (or when it fails), as text;
+  * text files: PDFs the gateway sets itself (textpdf) when it has fonts
+    (``text_fonts``), else TXT documents for eFax's renderer (HTML as its visible text);
   * DOC/DOCX/XLS/XLSX/PPT/PPTX/ODT/ODS/ODP/RTF: the ``office_converter`` when one is
     given (LibreOffice, ``gateway.convert.office``), else refused (office);
   * winmail.dat: unpacked (tnef), its files treated like any other;
   * an attached mail: its text as a TXT document, then its attachments;
   * zip, programs, calendar invitations, ...: left out (``LeftOut``); a mail whose
     attachments are all left out is refused (``NothingToFax``);
-  * no attachments at all: the trimmed text is the fax (one TXT document).
+  * no attachments at all: the trimmed text is the fax, one PDF headed by who sent it,
+    when and about what (or one TXT document without ``text_fonts``).
 A message/partial piece raises ``SplitMessage``; reassemble it first (partial).
 
 Bounds (``ExtractionLimits``, all with defaults): documents per fax, pages per fax
-(a 10,000-page PDF is refused from its page-tree count), pixels per image frame,
-frames per TIFF, seconds per conversion. Only office conversion leaves the process
-(a child process, killed at the time limit); everything else is in-process and
-bounded by those checks. Call it off the event loop (``asyncio.to_thread``).
+(a 10,000-page PDF is refused from its page-tree count), bytes a PDF's object streams
+may inflate to (per PDF and per mail), pixels per image frame and pixels x bytes per
+pixel decoded at once, frames per TIFF, seconds per conversion. Only office and HTML
+conversion leaves the process (a child process, killed at the time limit); everything
+else is in-process and bounded by those checks. Call it off the event loop
+(``asyncio.to_thread``).
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ from gateway.core.document_errors import (
     TooManyDocuments,
     TooManyPages,
 )
+from gateway.core.htmlpage import printable_html
 from gateway.core.images import image_to_pdf
 from gateway.core.mailparse import Span
 from gateway.core.mailtext import (
@@ -57,6 +68,7 @@ from gateway.core.mailtext import (
 from gateway.core.mimetree import (
     Embedded,
     Item,
+    MailContents,
     Part,
     Skipped,
     clean_filename,
@@ -66,7 +78,8 @@ from gateway.core.mimetree import (
 )
 from gateway.core.office import OfficeConverter, office_to_pdf
 from gateway.core.partial import partial_key, reassemble_partials
-from gateway.core.pdfs import count_pdf_pages
+from gateway.core.pdfs import check_pdf, count_pdf_pages
+from gateway.core.textpdf import Heading, TextFonts, text_to_pdf
 from gateway.core.tnef import TnefError, unpack_tnef
 
 __all__ = [
@@ -148,11 +161,21 @@ class Extraction:
 class ExtractionLimits:
     max_documents: int = 25  # documents per fax (eFax takes up to 25)
     max_pages: int = 500  # pages per fax, all documents together
-    max_image_pixels: int = 60_000_000  # per image frame; decompression bombs are refused
+    # per image frame, read from its header (a 108-megapixel phone photo is fine); larger is refused
+    max_image_pixels: int = 178_000_000
+    # pixels x bytes per pixel decoded at once; larger images are brought down to fax
+    # resolution while decoding (JPEG, PNG) or refused when they cannot be (bigimages)
+    max_decode_bytes: int = 150_000_000
     max_tiff_frames: int = 500  # frames per TIFF
     conversion_timeout_s: float = 60.0  # per image or office conversion
+    # bytes a PDF's object streams may inflate to while it is checked, per PDF and per mail
+    max_pdf_inflate_bytes: int = 32_000_000
+    max_mail_inflate_bytes: int = 96_000_000
     # LibreOffice (gateway.convert.office) or any OfficeConverter; None: office files are refused
     office_converter: OfficeConverter | None = None
+    # The fonts text faxes are set in (gateway.convert.fonts finds DejaVu); None: text goes
+    # to eFax as TXT, for its own renderer, and a text-only fax has no heading
+    text_fonts: TextFonts | None = None
     # True: raise NeedsConversion instead of converting an image, office file or winmail.dat,
     # so that a caller on the event loop can do the quick cases there and hand the rest on.
     quick_only: bool = False
@@ -200,13 +223,51 @@ def extract_documents(message: EmailMessage, limits: ExtractionLimits = Extracti
         raise TooManyPages(
             f"The text of the mail fills {pages} pages; one fax may have at most {limits.max_pages} pages."
         )
-    only_html = bool(contents.body) and all(t.is_html for t in contents.body)
-    document = FaxDocument(
-        "message.txt", "TXT", body_text.encode("utf-8"), pages, "html" if only_html else "text"
-    )
+    document = _body_document(message, contents, body_text, subject, limits)
     return Extraction(
         (document,), tuple(collector.left_out), subject, body_text, options, body_is_document=True
     )
+
+
+def _body_document(
+    message: EmailMessage, contents: MailContents, body_text: str, subject: str, limits: ExtractionLimits
+) -> FaxDocument:
+    """The mail's text as the fax: its HTML rendered with its layout when it has only HTML
+    and a converter is there, else its text set by the gateway (or TXT without fonts)."""
+    only_html = bool(contents.body) and all(t.is_html for t in contents.body)
+    heading = Heading(header_text(message, "From"), header_text(message, "Date"), subject)
+    if only_html and limits.office_converter is not None:
+        if limits.quick_only:
+            raise NeedsConversion("html")
+        html = "\n".join(t.text for t in contents.body)
+        rendered = _rendered_html(html, "message.html", heading, limits, limits.max_pages)
+        if rendered is not None:
+            return FaxDocument("message.pdf", "PDF", rendered[0], rendered[1], "html")
+    detected = "html" if only_html else "text"
+    pages = text_pages(body_text)
+    if limits.text_fonts is None:
+        return FaxDocument("message.txt", "TXT", body_text.encode("utf-8"), pages, detected)
+    pdf, pages = text_to_pdf(body_text, limits.text_fonts, heading)
+    if pages > limits.max_pages:
+        raise TooManyPages(
+            f"The text of the mail fills {pages} pages; one fax may have at most {limits.max_pages} pages."
+        )
+    return FaxDocument("message.pdf", "PDF", pdf, pages, detected)
+
+
+def _rendered_html(
+    html: str, name: str, heading: Heading | None, limits: ExtractionLimits, pages_left: int
+) -> tuple[bytes, int] | None:
+    """HTML rendered to PDF by the converter, cleaned first (htmlpage); None when it has
+    nothing to show or the converter failed (the caller falls back to its text)."""
+    printable = printable_html(html, heading)
+    if printable is None:
+        return None
+    try:
+        pdf = office_to_pdf(printable, "html", name, limits.office_converter, limits.conversion_timeout_s)
+    except DocumentRefused:
+        return None
+    return pdf, count_pdf_pages(pdf, name, pages_left, limits.max_pages)
 
 
 @dataclass
@@ -219,6 +280,7 @@ class _Collector:
     found: list[str] = field(default_factory=list)  # "name" (what it is), for NothingToFax
     attachments: int = 0  # items the sender meant as attachments (not incidental)
     unnamed: int = 0
+    inflated: int = 0  # bytes the PDFs' object streams inflated to so far (the mail's budget)
 
     @property
     def pages_left(self) -> int:
@@ -242,8 +304,7 @@ class _Collector:
             self.attachments += 1
         if kind == "pdf":
             self._check_room(name)
-            pages = count_pdf_pages(part.data, name, self.pages_left, self.limits.max_pages)
-            self._document(FaxDocument(name, "PDF", part.data, pages, kind, part.span))
+            self._pdf(part, name)
         elif kind in filetypes.IMAGE_KINDS:
             self._check_room(name)
             pdf, pages = image_to_pdf(
@@ -255,8 +316,11 @@ class _Collector:
                 pages_left=self.pages_left,
                 max_pages=self.limits.max_pages,
                 timeout_s=self.limits.conversion_timeout_s,
+                max_decode_bytes=self.limits.max_decode_bytes,
             )
             self._document(FaxDocument(name, "PDF", pdf, pages, kind))
+        elif kind == "html" and self.limits.office_converter is not None and self._html(part, name):
+            return
         elif kind in filetypes.TEXT_KINDS:
             text = decode_text(part.data, part.charset)
             text = html_to_text(text) if kind == "html" else clean_text(text).strip("\n")
@@ -275,6 +339,31 @@ class _Collector:
             self._tnef(part, name, nesting)
         else:
             self._leave_out(name, filetypes.left_out_reason(kind), filetypes.describe(kind))
+
+    def _pdf(self, part: Part, name: str) -> None:
+        limits = self.limits
+        left = min(limits.max_pdf_inflate_bytes, limits.max_mail_inflate_bytes - self.inflated)
+        checked = check_pdf(
+            part.data, name, pages_left=self.pages_left, max_pages=limits.max_pages, inflate_left=left
+        )
+        self.inflated += checked.inflated
+        if checked.data is None:  # clean: as sent, still where it lies in the raw mail
+            self._document(FaxDocument(name, "PDF", part.data, checked.pages, "pdf", part.span))
+        else:
+            self._document(FaxDocument(name, "PDF", checked.data, checked.pages, "pdf"))
+
+    def _html(self, part: Part, name: str) -> bool:
+        """An HTML file rendered with its layout; False: fax its text instead."""
+        if self.limits.quick_only:
+            raise NeedsConversion("html")
+        self._check_room(name)
+        rendered = _rendered_html(
+            decode_text(part.data, part.charset), name, None, self.limits, self.pages_left
+        )
+        if rendered is None:
+            return False
+        self._document(FaxDocument(name, "PDF", rendered[0], rendered[1], "html"))
+        return True
 
     def _tnef(self, part: Part, name: str, nesting: int) -> None:
         if nesting >= _MAX_NESTING:
@@ -333,7 +422,17 @@ class _Collector:
                 f'The text "{name}" fills {pages} pages; with the other documents that is '
                 f"more than the {self.limits.max_pages} pages one fax may have."
             )
-        self._document(FaxDocument(name, "TXT", text.encode("utf-8"), pages, detected))
+        fonts = self.limits.text_fonts
+        if fonts is None:
+            self._document(FaxDocument(name, "TXT", text.encode("utf-8"), pages, detected))
+            return
+        pdf, pages = text_to_pdf(text, fonts)
+        if pages > self.pages_left:
+            raise TooManyPages(
+                f'The text "{name}" fills {pages} pages; with the other documents that is '
+                f"more than the {self.limits.max_pages} pages one fax may have."
+            )
+        self._document(FaxDocument(name, "PDF", pdf, pages, detected))
 
     def _check_room(self, name: str) -> None:
         if len(self.documents) >= self.limits.max_documents:
@@ -368,10 +467,10 @@ def _detect(data: bytes) -> filetypes.Kind:
 
 
 def _nothing_sentence(collector: _Collector, limits: ExtractionLimits) -> str:
-    accepted = "a PDF, an image (TIFF, JPEG, PNG, GIF, BMP, WebP) or a text file"
+    accepted = "a PDF, an image (TIFF, JPEG, PNG, GIF, BMP, WebP, HEIC) or a text file"
     if limits.office_converter:
         accepted = (
-            "a PDF, an image (TIFF, JPEG, PNG, GIF, BMP, WebP), a text file or an office document "
+            "a PDF, an image (TIFF, JPEG, PNG, GIF, BMP, WebP, HEIC), a text file or an office document "
             "(Word, Excel, PowerPoint, OpenDocument, RTF)"
         )
     if not collector.found:

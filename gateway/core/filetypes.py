@@ -26,6 +26,7 @@ Kind = Literal[
     "gif",
     "bmp",
     "webp",
+    "heif",
     "text",
     "html",
     "calendar",
@@ -54,7 +55,7 @@ Kind = Literal[
     "unknown",
 ]
 
-IMAGE_KINDS: Final = frozenset({"tiff", "jpeg", "png", "gif", "bmp", "webp"})
+IMAGE_KINDS: Final = frozenset({"tiff", "jpeg", "png", "gif", "bmp", "webp", "heif"})
 OFFICE_KINDS: Final = frozenset({"doc", "docx", "xls", "xlsx", "ppt", "pptx", "odt", "ods", "odp", "rtf"})
 TEXT_KINDS: Final = frozenset({"text", "html"})
 
@@ -66,6 +67,7 @@ EXTENSIONS: Final[dict[str, str]] = {
     "gif": "gif",
     "bmp": "bmp",
     "webp": "webp",
+    "heif": "heic",
     "text": "txt",
     "html": "html",
     "calendar": "ics",
@@ -114,6 +116,8 @@ _ODF_KINDS: Final[dict[bytes, Kind]] = {
     b"application/vnd.oasis.opendocument.presentation": "odp",
 }
 _OOXML_PARTS: Final[tuple[tuple[str, Kind], ...]] = (("word/", "docx"), ("xl/", "xlsx"), ("ppt/", "pptx"))
+# ISO base media files whose major or compatible brand says HEIF (iPhone photos: "heic").
+_HEIF_BRANDS: Final = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
 _BMP_HEADER_SIZES: Final = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
 _TEXT_CONTROLS_ALLOWED: Final = frozenset(b"\t\n\r\f\x1b")
 _SNIFF: Final = 8192
@@ -151,6 +155,8 @@ def detect(data: bytes) -> Kind:
         return "webp"
     if _is_bmp(data):
         return "bmp"
+    if _is_heif(data):
+        return "heif"
     if data.startswith(_OLE2_MAGIC):
         return _ole2_kind(data)
     if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
@@ -172,6 +178,15 @@ def _is_bmp(data: bytes) -> bool:
         return False
     offset, header_size = struct.unpack_from("<II", data, 10)
     return header_size in _BMP_HEADER_SIZES and 14 + header_size <= offset <= len(data)
+
+
+def _is_heif(data: bytes) -> bool:
+    """A HEIF ``ftyp`` box: its major brand, or a compatible one, is a HEIF brand (not AVIF)."""
+    if data[4:8] != b"ftyp" or len(data) < 16:
+        return False
+    (size,) = struct.unpack_from(">I", data, 0)
+    brands = [data[8:12]] + [data[i : i + 4] for i in range(16, min(size, 64, len(data)), 4)]
+    return b"avif" not in brands and any(brand in _HEIF_BRANDS for brand in brands)
 
 
 def _ole2_kind(data: bytes) -> Kind:

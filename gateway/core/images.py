@@ -1,17 +1,22 @@
-"""Images to PDF: TIFF (multi-page, G3/G4, TIFF-F), JPEG, PNG, GIF, BMP, WebP.
+"""Images to PDF: TIFF (multi-page, G3/G4, TIFF-F), JPEG, PNG, GIF, BMP, WebP, HEIC/HEIF.
 
 Consumes: the bytes of one image, its detected kind, and the limits.
 Produces: ``(pdf_bytes, pages)``; one page per TIFF frame, one page for other images
 (the first frame of an animated GIF/WebP/PNG).
 
 Bounds, checked from headers before any pixel is decoded:
-  * ``max_image_pixels`` per frame (width x height), so decompression bombs are refused;
+  * ``max_image_pixels`` per frame (width x height), so absurd headers are refused;
+  * ``max_decode_bytes``: an image larger than a fax page (twice its pixels each way),
+    a HEIC photo, or one img2pdf cannot embed as it is, is brought down to fax
+    resolution while it is decoded, within that budget (bigimages: JPEG scaled by
+    libjpeg, PNG in strips of rows, others whole only when they fit);
   * ``max_tiff_frames`` and the pages still allowed in the fax;
   * ``timeout_s`` between frames while converting (a cooperative deadline).
 Pillow opens only the detected format (no plugin guessing). img2pdf embeds JPEG,
-PNG and CCITT G4 data without re-encoding; whatever it refuses (alpha with palette,
-odd modes, broken DPI) is normalised with Pillow first: flattened onto white, RGB, L
-or 1-bit, then saved as PNG for img2pdf. Pages are fitted into US Letter, keeping
+PNG and CCITT G4 data of fax size without re-encoding (it applies the EXIF rotation);
+whatever it refuses (alpha, palettes, odd modes, broken DPI) is normalised with Pillow
+first: upright, flattened onto white, RGB, L or 1-bit, then saved as PNG (JPEG for a
+photo) for img2pdf. Pages are fitted into US Letter, keeping
 the aspect ratio the image's DPI implies, the page turned the way the image is in
 inches (TIFF-F at 204x98 dpi is 1728x1100 pixels, yet a portrait page).
 """
@@ -26,6 +31,7 @@ from typing import Final
 import img2pdf
 from PIL import Image, ImageSequence
 
+from gateway.core import bigimages
 from gateway.core.document_errors import DocumentRefused, TooManyPages
 
 _PIL_FORMATS: Final = {
@@ -37,6 +43,8 @@ _PIL_FORMATS: Final = {
     "webp": "WEBP",
 }
 _DIRECT: Final = frozenset({"tiff", "jpeg", "png"})  # img2pdf embeds these as they are
+_SCAN_600_DPI: Final = 5100 * 7020  # pixels of a Letter or A4 page scanned at 600 dpi
+_PHOTOS: Final = frozenset({"jpeg", "heif", "webp"})  # brought down, saved as JPEG, not PNG
 _LETTER: Final = (img2pdf.in_to_pt(8.5), img2pdf.in_to_pt(11))
 
 
@@ -50,22 +58,33 @@ def image_to_pdf(
     pages_left: int,
     max_pages: int,
     timeout_s: float,
+    max_decode_bytes: int = 150_000_000,
 ) -> tuple[bytes, int]:
     """Convert one image to PDF within the bounds above; refuse with a sentence otherwise."""
     deadline = time.monotonic() + timeout_s
-    frames = _check(data, kind, filename, max_pixels, max_frames)
+    frames, size = _check(data, kind, filename, max_pixels, max_frames)
     if frames > pages_left:
         raise TooManyPages(
             f'The image "{filename}" has {frames} pages; one fax may have at most {max_pages} pages.'
         )
-    if kind in _DIRECT:
+    small = bigimages.fits_fax(size)
+    scan = kind == "tiff" and (frames > 1 or size[0] * size[1] <= _SCAN_600_DPI)
+    if kind in _DIRECT and (small or scan):  # a 600-dpi G4 scan: embedded as it is, no decoding
         try:
             pdf = img2pdf.convert(data, layout_fun=_layout, rotation=img2pdf.Rotation.ifvalid)
             return bytes(pdf), frames
         except Exception:  # fall back to normalising with Pillow
             pass
+    if frames == 1 and (kind == "heif" or not small):
+        try:
+            page = bigimages.downscaled(data, kind, filename, max_decode_bytes=max_decode_bytes)
+        except DocumentRefused:
+            raise
+        except Exception as err:
+            raise _damaged(filename) from err
+        return _one_page(page, kind, filename), 1
     try:
-        pngs = list(_normalised(data, kind, frames, deadline, filename))
+        pngs = list(_normalised(data, kind, frames, deadline, filename, max_decode_bytes))
         pdf = img2pdf.convert(pngs, layout_fun=_layout, rotation=img2pdf.Rotation.ifvalid)
     except DocumentRefused:
         raise
@@ -84,13 +103,33 @@ def _layout(width_px: int, height_px: int, dpi: tuple[float, float]) -> tuple[fl
     return result
 
 
-def _check(data: bytes, kind: str, filename: str, max_pixels: int, max_frames: int) -> int:
-    """Frames in the image, after checking every frame's size from its header."""
+def _one_page(page: Image.Image, kind: str, filename: str) -> bytes:
+    out = io.BytesIO()
     try:
-        with Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[kind]]) as image:
-            _check_size(image.size, filename, max_pixels)
+        if kind in _PHOTOS and page.mode in ("L", "RGB"):
+            page.save(out, format="JPEG", quality=85, dpi=(200, 200))
+        else:
+            page.save(out, format="PNG", dpi=(200, 200))
+        return bytes(img2pdf.convert(out.getvalue(), layout_fun=_layout))
+    except Exception as err:
+        raise _damaged(filename) from err
+
+
+def _check(
+    data: bytes, kind: str, filename: str, max_pixels: int, max_frames: int
+) -> tuple[int, tuple[int, int]]:
+    """Frames in the image and the first one's size, after checking every frame's size
+    from its header."""
+    if kind == "heif":
+        size = _heif_size(data, filename)
+        _check_size(size, filename, max_pixels)
+        return 1, size
+    try:
+        with bigimages.open_image(data, _PIL_FORMATS[kind]) as image, bigimages.quiet():
+            size = image.size
+            _check_size(size, filename, max_pixels)
             if kind != "tiff":
-                return 1
+                return 1, size
             frames = 0
             for frame in ImageSequence.Iterator(image):
                 frames += 1
@@ -100,13 +139,23 @@ def _check(data: bytes, kind: str, filename: str, max_pixels: int, max_frames: i
                         "more than one fax may carry."
                     )
                 _check_size(frame.size, filename, max_pixels)
-            return frames
+            return frames, size
     except DocumentRefused:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise _too_large(filename) from err
     except Exception as err:
         raise _damaged(filename) from err
+
+
+def _heif_size(data: bytes, filename: str) -> tuple[int, int]:
+    import pillow_heif  # the libheif binding; loaded only for a HEIC/HEIF file
+
+    try:
+        width, height = pillow_heif.open_heif(io.BytesIO(data)).size
+    except Exception as err:
+        raise _damaged(filename) from err
+    return int(width), int(height)
 
 
 def _check_size(size: tuple[int, int], filename: str, max_pixels: int) -> None:
@@ -117,12 +166,17 @@ def _check_size(size: tuple[int, int], filename: str, max_pixels: int) -> None:
         raise _too_large(filename)
 
 
-def _normalised(data: bytes, kind: str, frames: int, deadline: float, filename: str) -> Iterator[bytes]:
+def _normalised(
+    data: bytes, kind: str, frames: int, deadline: float, filename: str, max_decode_bytes: int
+) -> Iterator[bytes]:
     """Each frame as a PNG img2pdf accepts: flattened on white, in mode 1, L or RGB."""
     with Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[kind]]) as image:
         for index, frame in enumerate(ImageSequence.Iterator(image)):
             if index >= frames:
                 break
+            held = frame.width * frame.height * bigimages.bytes_per_pixel(frame.mode) * 3
+            if held > max_decode_bytes:  # the frame and two copies
+                raise _too_large(filename)
             if time.monotonic() > deadline:
                 raise DocumentRefused(
                     f'The image "{filename}" took too long to convert; send it as PDF or JPEG.'

@@ -15,7 +15,10 @@ The rules, in the words of the issue they implement:
   * multipart/related: the root first; unnamed, unreferenced resources are dropped;
   * multipart/signed: the signed content only (the signature is not a document);
     multipart/encrypted and S/MIME envelopes are reported as unreadable;
-  * message/partial and message/external-body are reported, never followed.
+  * message/partial and message/external-body are reported, never followed;
+  * a multipart part whose boundary is missing or does not match its body (the parser
+    then sees one block of text) is read as a mail client would show it: with the
+    boundary its body does use (a ``--x`` line followed by part headers), else as text.
 Header values the parser cannot read never raise: they count as absent. The walk is
 bounded in depth and in the number of parts.
 """
@@ -26,8 +29,10 @@ import contextlib
 import re
 import urllib.parse
 from dataclasses import dataclass, field
+from email import policy as email_policy
 from email.header import decode_header, make_header
-from email.message import Message
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
 from typing import Final
 
 from gateway.core.document_errors import DocumentRefused
@@ -46,6 +51,10 @@ _SIGNATURES: Final = frozenset(
 )
 _SMIME_ENVELOPES: Final = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
 _CID: Final = re.compile(r"""cid:([^\s"'<>()]+)""", re.IGNORECASE)
+# A boundary line as a body uses it: "--" and up to 70 characters, then a part's header.
+_DELIMITER: Final = re.compile(
+    r"^--([0-9A-Za-z'()+_,\-./:=?]{1,70})[ \t]*\r?\n(?=[ \t]*content-[a-z-]+:)", re.IGNORECASE | re.MULTILINE
+)
 _URL_ATTR: Final = re.compile(r"""(?:src|background)\s*=\s*["']?([^"'\s>]+)""", re.IGNORECASE)
 
 
@@ -249,9 +258,34 @@ class _Walker:
                 found.items.append(Embedded(filename_of(part), inner[0]))
         elif part.is_multipart():
             self._multipart(part, ctype, depth, found)
+        elif ctype.startswith("multipart/"):
+            self._broken_multipart(part, ctype, depth, found)
         else:
             self._leaf(part, ctype, found, in_related=in_related)
         return found
+
+    def _broken_multipart(self, part: Message, ctype: str, depth: int, found: MailContents) -> None:
+        """A multipart the parser could not split: split it with the boundary its body
+        uses, else take its body as the text a mail client would show."""
+        raw = payload_bytes(part)  # the body's bytes as they came (no transfer encoding)
+        body = raw.decode("ascii", "replace")
+        delimiter = _DELIMITER.search(body)
+        if delimiter is not None and depth < MAX_DEPTH:
+            boundary = delimiter.group(1)
+            # Parsed the ordinary way: its parts must not come back as places in the raw
+            # mail (mailparse's spans), since they lie in these rebuilt bytes.
+            rebuilt = BytesParser(_class=EmailMessage, policy=email_policy.default).parsebytes(
+                f'Content-Type: {ctype}; boundary="{boundary}"\r\n\r\n'.encode() + raw
+            )
+            if rebuilt.is_multipart():
+                self._multipart(rebuilt, ctype, depth, found)
+                return
+        text = decode_text(raw, _charset(part)).strip()
+        if text:
+            start = text[:200].lstrip().lower()
+            found.body.append(BodyText(text, start.startswith(("<!doctype html", "<html", "<body"))))
+        else:
+            found.items.append(Skipped(filename_of(part), "a damaged part of the mail"))
 
     def _multipart(self, part: Message, ctype: str, depth: int, found: MailContents) -> None:
         children = _subparts(part)

@@ -78,9 +78,12 @@ async def test_text_only_mail_is_the_fax_and_has_no_cover(
 ) -> None:
     assert (await smtp_send(gateway.smtp_port, corpus.text_only(), rcpts=RCPT)).code == 250
     documents, fax = await sent_documents(simulator)
-    [(kind, _, text)] = documents
-    assert kind == "TXT"
-    assert "-- " not in text and ">" not in text  # signature and quote trimmed
+    [(kind, _, _)] = documents
+    assert kind == "PDF"  # set by the gateway, headed by who sent it
+    [document] = fax["documents"]
+    text = PdfReader(io.BytesIO(base64.b64decode(document["document_content"]))).pages[0].extract_text()
+    assert "please deliver 12 boxes" in text
+    assert "Alice" in text and "-- " not in text and "How many boxes" not in text  # trimmed
     assert not fax["fax_options"].get("include_cover_page")
 
 

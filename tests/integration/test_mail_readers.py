@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import logging
@@ -33,7 +34,7 @@ from gateway.smtp.reading import (
     Unread,
     read_mail,
 )
-from tests import corpus
+from tests import corpus, pdfcorpus
 from tests.helpers import wait_until
 from tests.unit.test_documents_robustness import _cpython_email_data
 
@@ -555,3 +556,26 @@ async def test_a_reply_holding_anything_but_a_read_mail_is_refused_unrun(
         assert not _exists(marker)
     finally:
         await pool.stop()
+
+
+async def test_a_broken_multipart_read_in_a_child_gives_the_documents_bytes_not_a_wrong_slice(
+    readers: MailReaders,
+) -> None:
+    """A multipart split with the boundary its body uses is parsed anew: its parts do not lie
+    where the raw mail's offsets say, so they never come back as a place in the mail."""
+    pdf = pdfcorpus.ghostscript_pdf(1)
+    raw = (
+        b"From: alice@example.com\r\nTo: 13235551212@fax.local\r\nSubject: Order\r\n"
+        b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="WRONG"\r\n\r\n'
+        b"--REAL\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n"
+        b"--REAL\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(pdf).replace(b"\n", b"\r\n")
+        + b"--REAL--\r\n"
+    )
+    for mail in (read_mail(raw, QUICK), await readers.read(raw, QUICK)):
+        [document] = mail.extraction.documents
+        if document.span is None:
+            assert document.content == pdf
+        else:
+            assert document.span[0] is raw
+            assert base64.b64decode(raw[document.span[1] : document.span[2]]) == pdf
