@@ -51,7 +51,8 @@ MAILBOXES: list[dict[str, Any]] = [
 
 def gateway_settings(tmp_path: Path, simulator_url: str, **overrides: Any) -> Settings:
     base: dict[str, Any] = {
-        "smtp": {"listen": "127.0.0.1:0"},
+        # One reader kept ready (more are started when mails wait): a gateway per test.
+        "smtp": {"listen": "127.0.0.1:0", "reader_processes": 1},
         "http": {"listen": "127.0.0.1:0"},
         "database": {"url": f"sqlite:///{tmp_path}/gateway.db"},
         "relay": {"maildir": str(tmp_path / "mail")},

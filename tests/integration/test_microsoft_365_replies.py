@@ -101,9 +101,10 @@ async def test_a_login_without_starttls(
     tmp_path: Path, office365: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = _settings(tmp_path, office365, tls="none", username="fax@example.com", password="pw-x")
-    assert await check(settings) == 1
-    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("relay:"))
-    assert line.startswith(f"relay: cannot use 127.0.0.1:{office365}:") and "AUTH" in line
+    assert await check(settings) == 2  # a setting to change, and check says which
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("relay:")]
+    assert lines[0].startswith(f"relay: cannot use 127.0.0.1:{office365}:") and "AUTH" in lines[0]
+    assert 'set relay.tls = "starttls"' in lines[1]
 
 
 async def test_mail_without_starttls_is_refused_at_mail_from(tmp_path: Path, office365: int) -> None:
