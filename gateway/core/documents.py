@@ -89,7 +89,6 @@ __all__ = [
     "ExtractionLimits",
     "FaxDocument",
     "LeftOut",
-    "NeedsConversion",
     "NothingToFax",
     "SplitMessage",
     "SubjectOptions",
@@ -104,7 +103,6 @@ __all__ = [
 _MAX_NESTING = 5  # attached mails and winmail.dat inside each other
 # Not "an attachment the sender meant": a vCard is left out quietly, winmail.dat is a wrapper.
 _NOT_COUNTED = frozenset({"vcard", "tnef"})
-_CONVERTED = filetypes.IMAGE_KINDS | filetypes.OFFICE_KINDS | {"tnef"}  # not quick_only
 
 
 @dataclass(frozen=True)
@@ -176,13 +174,6 @@ class ExtractionLimits:
     # The fonts text faxes are set in (gateway.convert.fonts finds DejaVu); None: text goes
     # to eFax as TXT, for its own renderer, and a text-only fax has no heading
     text_fonts: TextFonts | None = None
-    # True: raise NeedsConversion instead of converting an image, office file or winmail.dat,
-    # so that a caller on the event loop can do the quick cases there and hand the rest on.
-    quick_only: bool = False
-
-
-class NeedsConversion(Exception):
-    """The mail holds something to convert, and the limits said ``quick_only``."""
 
 
 def parse_message(raw: bytes) -> EmailMessage:
@@ -237,8 +228,6 @@ def _body_document(
     only_html = bool(contents.body) and all(t.is_html for t in contents.body)
     heading = Heading(header_text(message, "From"), header_text(message, "Date"), subject)
     if only_html and limits.office_converter is not None:
-        if limits.quick_only:
-            raise NeedsConversion("html")
         html = "\n".join(t.text for t in contents.body)
         rendered = _rendered_html(html, "message.html", heading, limits, limits.max_pages)
         if rendered is not None:
@@ -298,8 +287,6 @@ class _Collector:
     def _part(self, part: Part, nesting: int) -> None:
         kind = _detect(part.data)
         name = part.filename or self._unnamed(kind)
-        if self.limits.quick_only and kind in _CONVERTED:
-            raise NeedsConversion(kind)
         if kind not in _NOT_COUNTED:
             self.attachments += 1
         if kind == "pdf":
@@ -354,8 +341,6 @@ class _Collector:
 
     def _html(self, part: Part, name: str) -> bool:
         """An HTML file rendered with its layout; False: fax its text instead."""
-        if self.limits.quick_only:
-            raise NeedsConversion("html")
         self._check_room(name)
         rendered = _rendered_html(
             decode_text(part.data, part.charset), name, None, self.limits, self.pages_left

@@ -81,7 +81,6 @@ from gateway.core.documents import (
     Extraction,
     ExtractionLimits,
     FaxDocument,
-    NeedsConversion,
     SplitMessage,
     TooManyPages,
     extract_documents,
@@ -125,7 +124,6 @@ _REFUSALS: Final[dict[str, type[Exception]]] = {
         TooManyPages,
         TooManyDocuments,
         SplitMessage,
-        NeedsConversion,
     )
 }
 
@@ -185,8 +183,8 @@ class ReadMail:
 
 
 def read_mail(raw: bytes, limits: ExtractionLimits) -> ReadMail:
-    """``raw`` parsed and its documents extracted; raises DocumentError (and NeedsConversion
-    when ``limits.quick_only``) as ``extract_documents`` does."""
+    """``raw`` parsed and its documents extracted; raises DocumentError as
+    ``extract_documents`` does."""
     message = parse_message(raw)
     extraction = extract_documents(message, limits)
 

@@ -21,7 +21,6 @@ import pytest
 from gateway.core.documents import (
     DocumentError,
     ExtractionLimits,
-    NeedsConversion,
     SplitMessage,
 )
 from gateway.smtp.reading import (
@@ -38,7 +37,6 @@ from tests import corpus, pdfcorpus
 from tests.helpers import wait_until
 from tests.unit.test_documents_robustness import _cpython_email_data
 
-QUICK = dataclasses.replace(ExtractionLimits(), quick_only=True)
 FULL = ExtractionLimits()
 
 
@@ -85,11 +83,11 @@ async def test_every_mail_of_two_corpora_reads_alike_in_a_child(readers: MailRea
     spans = 0
     for raw in mails:
         try:
-            here: ReadMail | tuple[str, str] = read_mail(raw, QUICK)
+            here: ReadMail | tuple[str, str] = read_mail(raw, FULL)
         except Exception as err:  # the kind and the sentence
             here = (type(err).__name__, str(err))
         try:
-            there: ReadMail | tuple[str, str] = await readers.read(raw, QUICK)
+            there: ReadMail | tuple[str, str] = await readers.read(raw, FULL)
         except Exception as err:
             there = (type(err).__name__, str(err))
         if isinstance(there, ReadMail) and isinstance(here, ReadMail):
@@ -107,7 +105,6 @@ async def test_every_mail_of_two_corpora_reads_alike_in_a_child(readers: MailRea
     [
         (corpus.zip_only, DocumentError),
         (corpus.empty_mail, DocumentError),
-        (corpus.jpeg_photo, NeedsConversion),
         (lambda: corpus.message_partial(3)[0], SplitMessage),
     ],
 )
@@ -116,9 +113,9 @@ async def test_a_refusal_comes_back_as_the_same_exception_and_sentence(
 ) -> None:
     raw = build()
     with pytest.raises(kind) as here:
-        read_mail(raw, QUICK)
+        read_mail(raw, FULL)
     with pytest.raises(kind) as there:
-        await readers.read(raw, QUICK)
+        await readers.read(raw, FULL)
     assert type(there.value) is type(here.value)
     assert str(there.value) == str(here.value)
 
@@ -572,7 +569,7 @@ async def test_a_broken_multipart_read_in_a_child_gives_the_documents_bytes_not_
         + base64.encodebytes(pdf).replace(b"\n", b"\r\n")
         + b"--REAL--\r\n"
     )
-    for mail in (read_mail(raw, QUICK), await readers.read(raw, QUICK)):
+    for mail in (read_mail(raw, FULL), await readers.read(raw, FULL)):
         [document] = mail.extraction.documents
         if document.span is None:
             assert document.content == pdf

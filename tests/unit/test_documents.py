@@ -553,34 +553,3 @@ def test_a_huge_html_body_is_read_without_the_slow_parser() -> None:
     result = extract(message.as_bytes())
     assert time.monotonic() - started < 2
     assert result.body_is_document and result.body_text.startswith("x x x")
-
-
-@pytest.mark.parametrize(
-    ("build", "converts"),
-    [
-        (corpus.outlook_html_logo_pdf, False),
-        (corpus.gmail_nested, True),  # a JPEG among its PDFs
-        (corpus.thunderbird_two_pdfs, False),
-        (corpus.scanner_octet_stream_pdf, False),
-        (corpus.text_only, False),
-        (corpus.html_only, False),
-        (corpus.multipage_tiff, True),
-        (corpus.jpeg_photo, True),
-        (corpus.winmail_dat, True),
-    ],
-)
-def test_quick_only_reads_pdfs_and_text_alike_and_stops_at_a_conversion(build, converts) -> None:  # type: ignore[no-untyped-def]
-    """The SMTP handler reads quick mails on the event loop, the others in a thread."""
-    from dataclasses import replace
-
-    from gateway.core.documents import ExtractionLimits, NeedsConversion, extract_documents
-
-    raw = build()
-    quick = replace(ExtractionLimits(), quick_only=True)
-    if converts:
-        with pytest.raises(NeedsConversion):
-            extract_documents(parse_message(raw), quick)
-        assert extract_documents(parse_message(raw)).documents  # and the thread does it
-    else:
-        fast, full = extract_documents(parse_message(raw), quick), extract_documents(parse_message(raw))
-        assert fast == full
