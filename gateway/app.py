@@ -166,7 +166,7 @@ class Gateway:
         for worker in self.workers:  # the first of each kind keeps going under a burst of mail
             kind: JobKind | None = getattr(worker, "kind", None)  # the poller has none: it claims no job
             if kind in kinds:
-                worker.defer_to = handler.ingress
+                worker.defer_to = handler.arrivals
             elif kind is not None:
                 kinds.add(kind)
         if not await self.readers.wait_ready(READERS_READY_S):  # else the first mails wait

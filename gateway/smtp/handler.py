@@ -67,9 +67,9 @@ from gateway.core.policy import Use, Verdict, document_refusal, header_refusal, 
 from gateway.logs import event
 from gateway.metrics import Metrics
 from gateway.settings import Mailbox, Settings
+from gateway.smtp.arrivals import Arrivals
 from gateway.smtp.auth import AuthMechanisms, UserDirectory
 from gateway.smtp.identity import Identity, Refusal, peer
-from gateway.smtp.ingress import Ingress
 from gateway.smtp.reading import MailReaders, ReadMail, Unread
 from gateway.smtp.refusal_log import RefusalLog
 from gateway.smtp.sending_limits import SendingLimits
@@ -120,7 +120,7 @@ class FaxHandler(AuthMechanisms):
         self.sending_limits = SendingLimits(settings, store, clock=clock)
         self.usage = self.sending_limits.usage
         self.split_mails = SplitMails(smtp, store, self.sending_limits, clock=clock)
-        self.ingress = Ingress()  # mails in their DATA phase, for workers that defer
+        self.arrivals = Arrivals()  # mails in their DATA phase, for workers that defer
 
     # -- connection hooks (called by gateway.smtp.server.FaxSMTP) -----------------------
     def is_trusted_ip(self, host: str) -> bool:

@@ -55,7 +55,7 @@ from aiosmtpd.smtp import MISSING, SMTP
 from gateway.core.smtp_data import DOT_LINE, MailData
 from gateway.logs import event
 from gateway.settings import ConfigError, SmtpSettings, split_host_port
-from gateway.smtp.ingress import Ingress
+from gateway.smtp.arrivals import Arrivals
 from gateway.smtp.throttle import client_key
 from gateway.smtp.tls import server_context
 
@@ -252,8 +252,8 @@ class FaxSMTP(SMTP):
         if arg:
             await self.push("501 Syntax: DATA")
             return
-        ingress: Ingress | None = getattr(self.event_handler, "ingress", None)
-        with ingress.receiving_mail() if ingress is not None else contextlib.nullcontext():
+        arrivals: Arrivals | None = getattr(self.event_handler, "arrivals", None)
+        with arrivals.receiving_mail() if arrivals is not None else contextlib.nullcontext():
             await self._receive()
 
     async def _receive(self) -> None:

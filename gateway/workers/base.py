@@ -70,7 +70,7 @@ class Wakeable:
 class Worker(Wakeable):
     kind: JobKind
     # Set by the application on all but the first worker of a kind: wait while mail is
-    # pouring in (the SMTP handler's ``ingress``) before taking the next job.
+    # pouring in (the SMTP handler's ``arrivals``) before taking the next job.
     defer_to: Quiet | None = None
 
     def __init__(
