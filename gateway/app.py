@@ -75,6 +75,8 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
+        for sentence in s.deprecations():  # renamed keys, said once as the process starts
+            log.warning("configuration: %s", sentence, extra=event("deprecated setting"))
         check_data_paths(s)  # a read-only data directory: one sentence, exit 2
         self.store = await open_store(s.database.url, password=s.database.password.get_secret_value())
         warm = s.smtp.reader_processes
@@ -116,9 +118,9 @@ class Gateway:
         )
         self.mail = make_sender(s.relay)
         policy = RetryPolicy(
-            initial_s=s.dispatch.backoff_initial_s,
-            maximum_s=s.dispatch.backoff_max_s,
-            lifetime_s=s.dispatch.lifetime_s,
+            initial_s=s.workers.backoff_initial_s,
+            maximum_s=s.workers.backoff_max_s,
+            lifetime_s=s.workers.lifetime_s,
         )
         for n in range(s.dispatch.workers):
             self.workers.append(
@@ -131,8 +133,8 @@ class Gateway:
                     name=f"dispatch-{n}",
                     reconcile_window_s=s.dispatch.reconcile_window_s,
                     reconcile_every_s=s.dispatch.reconcile_every_s,
-                    lease_s=s.dispatch.lease_s,
-                    idle_s=s.dispatch.poll_idle_s,
+                    lease_s=s.workers.lease_s,
+                    idle_s=s.workers.poll_idle_s,
                 )
             )
         self.workers.extend(self._tracking_workers())
@@ -141,8 +143,8 @@ class Gateway:
         self.heartbeat = Heartbeat(
             self.store,
             self.workers,
-            every_s=s.dispatch.heartbeat_s,
-            lease_s=s.dispatch.lease_s,
+            every_s=s.workers.heartbeat_s,
+            lease_s=s.workers.lease_s,
         )
         self.tasks.append(asyncio.create_task(self.heartbeat.run(), name=self.heartbeat.name))
         for worker in self.workers:
@@ -186,9 +188,9 @@ class Gateway:
         s = self.settings
         assert self.store is not None and self.efax is not None and self.mail is not None
         policy = RetryPolicy(
-            initial_s=s.dispatch.backoff_initial_s,
-            maximum_s=s.dispatch.backoff_max_s,
-            lifetime_s=s.dispatch.lifetime_s,
+            initial_s=s.workers.backoff_initial_s,
+            maximum_s=s.workers.backoff_max_s,
+            lifetime_s=s.workers.lifetime_s,
         )
         reporter = Reporter(
             self.store,
@@ -197,8 +199,8 @@ class Gateway:
             policy=policy,
             metrics=self.metrics,
             name="report-0",
-            lease_s=s.dispatch.lease_s,
-            idle_s=s.dispatch.poll_idle_s,
+            lease_s=s.workers.lease_s,
+            idle_s=s.workers.poll_idle_s,
         )
         shared = TrackingShared.for_settings(s.tracking)
         trackers: list[Worker] = [
@@ -211,8 +213,8 @@ class Gateway:
                 on_report=reporter.nudge,
                 audit=self.audit,
                 name=f"track-{n}",
-                lease_s=s.dispatch.lease_s,
-                idle_s=s.dispatch.poll_idle_s,
+                lease_s=s.workers.lease_s,
+                idle_s=s.workers.poll_idle_s,
             )
             for n in range(s.tracking.workers)
         ]
@@ -225,8 +227,8 @@ class Gateway:
             window_s=s.smtp.partial_window_s,
             policy=policy,
             name="partial-0",
-            lease_s=s.dispatch.lease_s,
-            idle_s=s.dispatch.poll_idle_s,
+            lease_s=s.workers.lease_s,
+            idle_s=s.workers.poll_idle_s,
         )
         return [*trackers, reporter, reaper]
 
@@ -242,9 +244,9 @@ class Gateway:
         assert self.store is not None and self.efax is not None and self.mail is not None
         self.efax.on_call = self.metrics.observe_efax
         policy = RetryPolicy(
-            initial_s=s.dispatch.backoff_initial_s,
-            maximum_s=s.dispatch.backoff_max_s,
-            lifetime_s=s.dispatch.lifetime_s,
+            initial_s=s.workers.backoff_initial_s,
+            maximum_s=s.workers.backoff_max_s,
+            lifetime_s=s.workers.lifetime_s,
         )
         names = [f"deliver-{n}" for n in range(s.inbound.workers)]
         deliverers: list[Worker] = [
@@ -256,8 +258,8 @@ class Gateway:
                 policy=policy,
                 metrics=self.metrics,
                 name=name,
-                lease_s=s.dispatch.lease_s,
-                idle_s=s.dispatch.poll_idle_s,
+                lease_s=s.workers.lease_s,
+                idle_s=s.workers.poll_idle_s,
             )
             for name in names
         ]
@@ -273,7 +275,7 @@ class Gateway:
             interval_s=s.inbound.poll_interval_s,
             metrics=self.metrics,
             on_new=wake_deliverers,
-            lease_s=s.dispatch.lease_s,
+            lease_s=s.workers.lease_s,
         )
         return [poller, *deliverers]
 

@@ -5,8 +5,8 @@ kind is due (drain mode, for tests and one-shot commands). On stop, a worker fin
 the job in hand; jobs it could not finish are released back to the queue by the
 application, and a crashed process's leases simply expire.
 
-Leases: a claimed job is the worker's for ``dispatch.lease_s`` (30 s); the process's
-``Heartbeat`` renews every lease and lock it holds each ``dispatch.heartbeat_s``, so a
+Leases: a claimed job is the worker's for ``workers.lease_s`` (30 s); the process's
+``Heartbeat`` renews every lease and lock it holds each ``workers.heartbeat_s``, so a
 long job keeps its lease and a dead process's jobs are taken over by any gateway
 sharing the store within about ``lease_s``.
 

@@ -2,7 +2,7 @@
 
 A claimed job carries its owner, ``host:pid:worker``. When that process no longer runs
 (or is an earlier life of this very pid, as a container's pid 1 is after a restart),
-its leases would only expire after ``dispatch.lease_s``; ``recover_orphans`` queues
+its leases would only expire after ``workers.lease_s``; ``recover_orphans`` queues
 those jobs again at once, before any worker of this process claims. Owners on other
 hosts are left to their leases: a process there may be alive.
 """
