@@ -47,6 +47,18 @@ SHUTDOWN_GRACE_S = 20.0
 READERS_READY_S = 10.0  # start-up waits this long at most for a reader process
 
 
+def with_demo_mailbox(settings: Settings) -> Settings:
+    """The settings ``serve`` runs with: as given, or, on the built-in simulator with no
+    mailbox configured, a copy with one demo mailbox (``demo@example.com`` may fax from
+    13235550100 and gets what it receives), so the first test fax needs no configuration."""
+    if not settings.efax.simulated or settings.mailboxes:
+        return settings
+    demo = Mailbox(
+        user_id="demo-user", fax_number="13235550100", senders=[DEMO_SENDER], deliver_to=[DEMO_SENDER]
+    )
+    return settings.model_copy(update={"mailboxes": [demo]})
+
+
 @dataclass
 class Gateway:
     """The running parts of one ``serve``; ``start()``/``stop()`` or ``async with``."""
@@ -67,6 +79,9 @@ class Gateway:
     metrics: Metrics = field(default_factory=Metrics)
     workers: list[Worker] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.settings = with_demo_mailbox(self.settings)  # a copy: the settings handed in stay as they are
 
     @property
     def smtp_port(self) -> int:
@@ -100,14 +115,6 @@ class Gateway:
 
             self.simulator = await start_simulator()
             base_url, app_id, api_key = self.simulator.base_url, SIMULATOR_APP_ID, SIMULATOR_APP_ID
-            if not s.mailboxes:
-                demo = {
-                    "user_id": "demo-user",
-                    "fax_number": "13235550100",
-                    "senders": [DEMO_SENDER],
-                    "deliver_to": [DEMO_SENDER],
-                }
-                s.mailboxes.append(Mailbox.model_validate(demo))
         self.efax = EfaxClient(
             base_url=base_url,
             app_id=app_id,
