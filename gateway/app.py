@@ -142,11 +142,17 @@ class Gateway:
                     reconcile_every_s=s.dispatch.reconcile_every_s,
                     lease_s=s.workers.lease_s,
                     idle_s=s.workers.poll_idle_s,
+                    max_crashes=s.workers.max_crashes,
                 )
             )
         self.workers.extend(self._tracking_workers())
         self.workers.extend(self._inbound_workers())
-        await recover_orphans(self.store, now=time.time())  # before any worker of ours claims
+        for worker in self.workers:  # a job held after crashes is audited whichever worker held it
+            if worker.audit is None:
+                worker.audit = self.audit
+        await recover_orphans(  # before any worker of ours claims
+            self.store, now=time.time(), max_crashes=s.workers.max_crashes, audit=self.audit
+        )
         self.heartbeat = Heartbeat(
             self.store,
             self.workers,
@@ -208,6 +214,7 @@ class Gateway:
             name="report-0",
             lease_s=s.workers.lease_s,
             idle_s=s.workers.poll_idle_s,
+            max_crashes=s.workers.max_crashes,
         )
         shared = TrackingShared.for_settings(s.tracking)
         trackers: list[Worker] = [
@@ -222,6 +229,7 @@ class Gateway:
                 name=f"track-{n}",
                 lease_s=s.workers.lease_s,
                 idle_s=s.workers.poll_idle_s,
+                max_crashes=s.workers.max_crashes,
             )
             for n in range(s.tracking.workers)
         ]
@@ -236,6 +244,7 @@ class Gateway:
             name="partial-0",
             lease_s=s.workers.lease_s,
             idle_s=s.workers.poll_idle_s,
+            max_crashes=s.workers.max_crashes,
         )
         return [*trackers, reporter, reaper]
 
@@ -267,6 +276,7 @@ class Gateway:
                 name=name,
                 lease_s=s.workers.lease_s,
                 idle_s=s.workers.poll_idle_s,
+                max_crashes=s.workers.max_crashes,
             )
             for name in names
         ]
