@@ -75,7 +75,7 @@ def settings(workdir: Path, sim_url: str, sink_port: int, mailboxes: int, worker
             "efax": {"base_url": sim_url, "app_id": "bench-app", "api_key": "bench-key"},
             "relay": {"host": "127.0.0.1", "port": sink_port, "tls": "none"},
             "inbound": {"workers": workers},
-            "dispatch": {"poll_idle_s": 0.2},
+            "workers": {"poll_idle_s": 0.2},
             "mailboxes": [
                 {
                     "user_id": f"bench-{n:08d}-00000000",

@@ -7,7 +7,7 @@ Set-up, each a child process on 127.0.0.1 port 0: a throwaway PostgreSQL server
 (tests/pgcluster.py) with one database; the simulator, its ``POST /faxes`` slowed by
 ``--slow-s`` (a ``slow`` fault, every request), so each instance always has faxes in
 flight; two gateways (bench/_serve.py) ``gw-a`` and ``gw-b`` sharing that database, with
-the production lease settings (``dispatch.lease_s`` 30, ``heartbeat_s`` 5) unless
+the production lease settings (``workers.lease_s`` 30, ``heartbeat_s`` 5) unless
 ``--lease-s`` (then ``heartbeat_s`` is at most a third of it).
 
 Load: ``--rate`` mails/s for ``--load-s`` s (same 100 KB PDF mails as accept_rate.py),
@@ -227,7 +227,7 @@ def reap_leftovers(pids: list[int], timeout_s: float = 10) -> list[int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--lease-s", type=float, default=None, help="dispatch.lease_s (default: the gateway's, 30)"
+        "--lease-s", type=float, default=None, help="workers.lease_s (default: the gateway's, 30)"
     )
     parser.add_argument("--rate", type=float, default=6.0, help="mails a second, both instances together")
     parser.add_argument("--load-s", type=float, default=50.0, help="how long mails are sent")
@@ -243,10 +243,10 @@ def main() -> int:
     if not 0 < args.kill_at_s < args.load_s:
         parser.error("--kill-at-s must fall within the load")
 
-    dispatch: dict[str, Any] = {}
+    workers: dict[str, Any] = {}
     if args.lease_s is not None:
-        dispatch = {"lease_s": args.lease_s, "heartbeat_s": min(5.0, args.lease_s / 3)}
-    lease_s, heartbeat_s = dispatch.get("lease_s", 30.0), dispatch.get("heartbeat_s", 5.0)
+        workers = {"lease_s": args.lease_s, "heartbeat_s": min(5.0, args.lease_s / 3)}
+    lease_s, heartbeat_s = workers.get("lease_s", 30.0), workers.get("heartbeat_s", 5.0)
     total = int(args.rate * args.load_s)
     drain_timeout_s = max(120.0, 3 * lease_s)
     factory = MailFactory.for_pdf(make_pdf(args.pdf_kb * 1000))
@@ -266,7 +266,7 @@ def main() -> int:
         assert url is not None
         sim = children.simulator()
         sim_fault(sim.address, kind="slow", method="POST", path="/faxes", delay_s=args.slow_s, count=None)
-        sections = {"dispatch": dispatch} if dispatch else {}
+        sections = {"workers": workers} if workers else {}
         gw_a = children.gateway("gw-a", sim.address, database_url=url, **sections)
         gw_b = children.gateway("gw-b", sim.address, database_url=url, **sections)
         names = {port_of(gw_a): "gw-a", port_of(gw_b): "gw-b"}

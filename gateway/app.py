@@ -48,6 +48,18 @@ SHUTDOWN_GRACE_S = 20.0
 READERS_READY_S = 10.0  # start-up waits this long at most for a reader process
 
 
+def with_demo_mailbox(settings: Settings) -> Settings:
+    """The settings ``serve`` runs with: as given, or, on the built-in simulator with no
+    mailbox configured, a copy with one demo mailbox (``demo@example.com`` may fax from
+    13235550100 and gets what it receives), so the first test fax needs no configuration."""
+    if not settings.efax.simulated or settings.mailboxes:
+        return settings
+    demo = Mailbox(
+        user_id="demo-user", fax_number="13235550100", senders=[DEMO_SENDER], deliver_to=[DEMO_SENDER]
+    )
+    return settings.model_copy(update={"mailboxes": [demo]})
+
+
 @dataclass
 class Gateway:
     """The running parts of one ``serve``; ``start()``/``stop()`` or ``async with``."""
@@ -69,6 +81,9 @@ class Gateway:
     workers: list[Worker] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.settings = with_demo_mailbox(self.settings)  # a copy: the settings handed in stay as they are
+
     @property
     def smtp_port(self) -> int:
         assert self.smtp_server is not None
@@ -76,6 +91,8 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
+        for sentence in s.deprecations():  # renamed keys, said once as the process starts
+            log.warning("configuration: %s", sentence, extra=event("deprecated setting"))
         check_data_paths(s)  # a read-only data directory: one sentence, exit 2
         self.store = await open_store(s.database.url, password=s.database.password.get_secret_value())
         warm = s.smtp.reader_processes
@@ -99,14 +116,6 @@ class Gateway:
 
             self.simulator = await start_simulator()
             base_url, app_id, api_key = self.simulator.base_url, SIMULATOR_APP_ID, SIMULATOR_APP_ID
-            if not s.mailboxes:
-                demo = {
-                    "user_id": "demo-user",
-                    "fax_number": "13235550100",
-                    "senders": [DEMO_SENDER],
-                    "deliver_to": [DEMO_SENDER],
-                }
-                s.mailboxes.append(Mailbox.model_validate(demo))
         self.efax = EfaxClient(
             base_url=base_url,
             app_id=app_id,
@@ -117,9 +126,9 @@ class Gateway:
         )
         self.mail = make_sender(s.relay)
         policy = RetryPolicy(
-            initial_s=s.dispatch.backoff_initial_s,
-            maximum_s=s.dispatch.backoff_max_s,
-            lifetime_s=s.dispatch.lifetime_s,
+            initial_s=s.workers.backoff_initial_s,
+            maximum_s=s.workers.backoff_max_s,
+            lifetime_s=s.workers.lifetime_s,
         )
         for n in range(s.dispatch.workers):
             self.workers.append(
@@ -132,18 +141,24 @@ class Gateway:
                     name=f"dispatch-{n}",
                     reconcile_window_s=s.dispatch.reconcile_window_s,
                     reconcile_every_s=s.dispatch.reconcile_every_s,
-                    lease_s=s.dispatch.lease_s,
-                    idle_s=s.dispatch.poll_idle_s,
+                    lease_s=s.workers.lease_s,
+                    idle_s=s.workers.poll_idle_s,
+                    max_crashes=s.workers.max_crashes,
                 )
             )
         self.workers.extend(self._tracking_workers())
         self.workers.extend(self._inbound_workers())
-        await recover_orphans(self.store, now=time.time())  # before any worker of ours claims
+        for worker in self.workers:  # a job held after crashes is audited whichever worker held it
+            if worker.audit is None:
+                worker.audit = self.audit
+        await recover_orphans(  # before any worker of ours claims
+            self.store, now=time.time(), max_crashes=s.workers.max_crashes, audit=self.audit
+        )
         self.heartbeat = Heartbeat(
             self.store,
             self.workers,
-            every_s=s.dispatch.heartbeat_s,
-            lease_s=s.dispatch.lease_s,
+            every_s=s.workers.heartbeat_s,
+            lease_s=s.workers.lease_s,
         )
         self.tasks.append(asyncio.create_task(self.heartbeat.run(), name=self.heartbeat.name))
         for worker in self.workers:
@@ -174,7 +189,7 @@ class Gateway:
         for worker in self.workers:  # the first of each kind keeps going under a burst of mail
             kind: JobKind | None = getattr(worker, "kind", None)  # the poller has none: it claims no job
             if kind in kinds:
-                worker.defer_to = handler.ingress
+                worker.defer_to = handler.arrivals
             elif kind is not None:
                 kinds.add(kind)
         if not await self.readers.wait_ready(READERS_READY_S):  # else the first mails wait
@@ -194,9 +209,9 @@ class Gateway:
         s = self.settings
         assert self.store is not None and self.efax is not None and self.mail is not None
         policy = RetryPolicy(
-            initial_s=s.dispatch.backoff_initial_s,
-            maximum_s=s.dispatch.backoff_max_s,
-            lifetime_s=s.dispatch.lifetime_s,
+            initial_s=s.workers.backoff_initial_s,
+            maximum_s=s.workers.backoff_max_s,
+            lifetime_s=s.workers.lifetime_s,
         )
         reporter = Reporter(
             self.store,
@@ -205,8 +220,9 @@ class Gateway:
             policy=policy,
             metrics=self.metrics,
             name="report-0",
-            lease_s=s.dispatch.lease_s,
-            idle_s=s.dispatch.poll_idle_s,
+            lease_s=s.workers.lease_s,
+            idle_s=s.workers.poll_idle_s,
+            max_crashes=s.workers.max_crashes,
         )
         shared = TrackingShared.for_settings(s.tracking)
         trackers: list[Worker] = [
@@ -219,8 +235,9 @@ class Gateway:
                 on_report=reporter.nudge,
                 audit=self.audit,
                 name=f"track-{n}",
-                lease_s=s.dispatch.lease_s,
-                idle_s=s.dispatch.poll_idle_s,
+                lease_s=s.workers.lease_s,
+                idle_s=s.workers.poll_idle_s,
+                max_crashes=s.workers.max_crashes,
             )
             for n in range(s.tracking.workers)
         ]
@@ -233,8 +250,9 @@ class Gateway:
             window_s=s.smtp.partial_window_s,
             policy=policy,
             name="partial-0",
-            lease_s=s.dispatch.lease_s,
-            idle_s=s.dispatch.poll_idle_s,
+            lease_s=s.workers.lease_s,
+            idle_s=s.workers.poll_idle_s,
+            max_crashes=s.workers.max_crashes,
         )
         return [*trackers, reporter, reaper]
 
@@ -250,9 +268,9 @@ class Gateway:
         assert self.store is not None and self.efax is not None and self.mail is not None
         self.efax.on_call = self.metrics.observe_efax
         policy = RetryPolicy(
-            initial_s=s.dispatch.backoff_initial_s,
-            maximum_s=s.dispatch.backoff_max_s,
-            lifetime_s=s.dispatch.lifetime_s,
+            initial_s=s.workers.backoff_initial_s,
+            maximum_s=s.workers.backoff_max_s,
+            lifetime_s=s.workers.lifetime_s,
         )
         names = [f"deliver-{n}" for n in range(s.inbound.workers)]
         deliverers: list[Worker] = [
@@ -264,8 +282,9 @@ class Gateway:
                 policy=policy,
                 metrics=self.metrics,
                 name=name,
-                lease_s=s.dispatch.lease_s,
-                idle_s=s.dispatch.poll_idle_s,
+                lease_s=s.workers.lease_s,
+                idle_s=s.workers.poll_idle_s,
+                max_crashes=s.workers.max_crashes,
             )
             for name in names
         ]
@@ -281,7 +300,7 @@ class Gateway:
             interval_s=s.inbound.poll_interval_s,
             metrics=self.metrics,
             on_new=wake_deliverers,
-            lease_s=s.dispatch.lease_s,
+            lease_s=s.workers.lease_s,
         )
         return [poller, *deliverers]
 

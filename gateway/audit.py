@@ -168,6 +168,10 @@ class Audit:
         """A fax whose sending eFax never confirmed, held rather than sent twice."""
         self._write("held", **{**_about(message), "reason": reason})
 
+    def held_after_crashes(self, *, kind: str, job: str, reason: str) -> None:
+        """A job whose handler crashed ``workers.max_crashes`` times, held for an administrator."""
+        self._write("held", kind=kind, job=job, reason=reason)
+
     # -- the admin page ---------------------------------------------------------------------
     def admin(
         self,

@@ -8,9 +8,16 @@ Sources, highest priority first:
 3. a TOML file: ``--config PATH``, else ``$FAXGW_CONFIG``, else ``config/gateway.toml`` when present,
 4. the defaults below.
 
-Every setting carries its unit in its name or type. Secrets are ``SecretStr`` and never
-appear in ``repr``, logs or errors. A bad value stops start-up with a sentence that
-names the key (``ConfigError``).
+Every setting carries its unit in its name or type, and a description (checked by
+``tests/unit/test_settings.py``). Secrets are ``SecretStr`` and never appear in
+``repr``, logs or errors. A bad value stops start-up with a sentence that names the
+key (``ConfigError``). The settings are not changed once built: what start-up adds
+(the simulator's demo mailbox) goes into a copy.
+
+Renamed keys: ``dispatch.lease_s``, ``.heartbeat_s``, ``.poll_idle_s``,
+``.backoff_initial_s``, ``.backoff_max_s`` and ``.lifetime_s`` govern every worker and
+live in ``[workers]``; the old names are still read (``workers.*`` wins when both are
+set), and ``deprecations()`` words them for the start-up log and ``fax-gateway check``.
 """
 
 from __future__ import annotations
@@ -246,9 +253,9 @@ class EfaxSettings(_Section):
     base_url: str = Field("https://api.securedocex.com", description="eFax Enterprise API root")
     app_id: str = Field("", description="eFax App ID; empty runs the built-in simulator")
     api_key: SecretStr = Field(SecretStr(""), description="eFax API key")
-    connect_timeout_s: float = Field(10, gt=0)
-    read_timeout_s: float = Field(60, gt=0)
-    write_timeout_s: float = Field(120, gt=0)
+    connect_timeout_s: float = Field(10, gt=0, description="seconds to wait for a connection to eFax")
+    read_timeout_s: float = Field(60, gt=0, description="seconds to wait for each read of eFax's answer")
+    write_timeout_s: float = Field(120, gt=0, description="seconds to wait for each write of a request")
 
     @field_validator("base_url")
     @classmethod
@@ -264,11 +271,13 @@ class EfaxSettings(_Section):
 
 class RelaySettings(_Section):
     host: str = Field("", description="SMTP relay for mail out; empty writes to the Maildir")
-    port: int = Field(587, ge=1, le=65535)
-    tls: Literal["starttls", "implicit", "none"] = "starttls"
-    username: str = ""
-    password: SecretStr = SecretStr("")
-    timeout_s: float = Field(60, gt=0)
+    port: int = Field(587, ge=1, le=65535, description="the relay's TCP port")
+    tls: Literal["starttls", "implicit", "none"] = Field(
+        "starttls", description="starttls (required, port 587), implicit (port 465) or none (plain text)"
+    )
+    username: str = Field("", description="SMTP AUTH user name at the relay; empty: no AUTH")
+    password: SecretStr = Field(SecretStr(""), description="SMTP AUTH password at the relay (or ..._FILE)")
+    timeout_s: float = Field(60, gt=0, description="seconds one relay connection or command may take")
     maildir: Path = Field(Path("var/mail"), description="where mail goes when no relay is set")
     from_address: str = Field(
         "fax-gateway@fax.local",
@@ -457,8 +466,19 @@ class Admin(_Section):
         return value
 
 
-class DispatchSettings(_Section):
-    workers: int = Field(4, ge=1, le=64, description="faxes submitted to eFax at the same time")
+WORKER_KEYS_MOVED = (
+    "lease_s",
+    "heartbeat_s",
+    "poll_idle_s",
+    "backoff_initial_s",
+    "backoff_max_s",
+    "lifetime_s",
+)  # once under [dispatch], now [workers]: the old names are still read
+
+
+class WorkersSettings(_Section):
+    """What governs every worker (dispatch, track, report, receive, deliver), not one stage."""
+
     lease_s: float = Field(
         30,
         ge=5,
@@ -469,6 +489,34 @@ class DispatchSettings(_Section):
         ),
     )
     heartbeat_s: float = Field(5, gt=0, description="seconds between renewals of a process's leases")
+    poll_idle_s: float = Field(1.0, gt=0, description="seconds between looks for due work by an idle worker")
+    backoff_initial_s: float = Field(
+        5, gt=0, description="seconds before the first retry of a job that failed for now; doubles each time"
+    )
+    backoff_max_s: float = Field(900, gt=0, description="seconds between retries at most, however many")
+    lifetime_s: float = Field(
+        86_400, gt=0, description="seconds a job is retried at most (a fax: then its failure is reported)"
+    )
+    max_crashes: int = Field(
+        3,
+        ge=1,
+        description=(
+            "times a job's handler may fail unexpectedly (a crash, or its process dying while it "
+            "held the job) before the job is held for an administrator (fax-gateway queue retry ID)"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> WorkersSettings:
+        if self.heartbeat_s * 3 > self.lease_s:
+            raise ValueError(
+                "heartbeat_s must be at most a third of lease_s, or leases run out between beats"
+            )
+        return self
+
+
+class DispatchSettings(_Section):
+    workers: int = Field(4, ge=1, le=64, description="faxes submitted to eFax at the same time")
     reconcile_window_s: float = Field(
         900,
         ge=0,
@@ -478,18 +526,17 @@ class DispatchSettings(_Section):
         ),
     )
     reconcile_every_s: float = Field(60, gt=0, description="seconds between two looks at the sent list")
-    backoff_initial_s: float = Field(5, gt=0)
-    backoff_max_s: float = Field(900, gt=0)
-    lifetime_s: float = Field(86_400, gt=0, description="give up submitting a fax after this long")
-    poll_idle_s: float = Field(1.0, gt=0, description="how often idle workers look for due work")
-
-    @model_validator(mode="after")
-    def _heartbeat_within_lease(self) -> DispatchSettings:
-        if self.heartbeat_s * 3 > self.lease_s:
-            raise ValueError(
-                "heartbeat_s must be at most a third of lease_s, or leases run out between beats"
-            )
-        return self
+    # The old names of workers.*: still read, with a deprecation line at start.
+    lease_s: float | None = Field(None, ge=5, description="seconds; deprecated: now workers.lease_s")
+    heartbeat_s: float | None = Field(None, gt=0, description="seconds; deprecated: now workers.heartbeat_s")
+    poll_idle_s: float | None = Field(None, gt=0, description="seconds; deprecated: now workers.poll_idle_s")
+    backoff_initial_s: float | None = Field(
+        None, gt=0, description="seconds; deprecated: now workers.backoff_initial_s"
+    )
+    backoff_max_s: float | None = Field(
+        None, gt=0, description="seconds; deprecated: now workers.backoff_max_s"
+    )
+    lifetime_s: float | None = Field(None, gt=0, description="seconds; deprecated: now workers.lifetime_s")
 
 
 class Mailbox(_Section):
@@ -530,21 +577,70 @@ class Settings(BaseSettings):
     default_country: str = Field("US", description="how national numbers are read")
     timezone: str = Field("UTC", description="IANA zone for times in reports and received-fax mails")
     admin_address: str = Field("", description="told when a received fax cannot be delivered to an address")
-    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
-    efax: EfaxSettings = Field(default_factory=EfaxSettings)
-    relay: RelaySettings = Field(default_factory=RelaySettings)
-    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
-    http: HttpSettings = Field(default_factory=HttpSettings)
-    inbound: InboundSettings = Field(default_factory=InboundSettings)
-    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
-    policy: PolicySettings = Field(default_factory=PolicySettings)
-    dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
-    logging: LoggingSettings = Field(default_factory=LoggingSettings)
-    mailboxes: list[Mailbox] = Field(default_factory=list)
-    users: list[User] = Field(default_factory=list)
-    admins: list[Admin] = Field(default_factory=list)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings, description="[smtp]: mail in")
+    efax: EfaxSettings = Field(default_factory=EfaxSettings, description="[efax]: the eFax Enterprise API")
+    relay: RelaySettings = Field(
+        default_factory=RelaySettings, description="[relay]: mail out (reports, received faxes)"
+    )
+    database: DatabaseSettings = Field(
+        default_factory=DatabaseSettings, description="[database]: the store and how long it keeps work"
+    )
+    http: HttpSettings = Field(
+        default_factory=HttpSettings, description="[http]: health, metrics, the webhook and the admin page"
+    )
+    inbound: InboundSettings = Field(
+        default_factory=InboundSettings, description="[inbound]: received faxes, polled and mailed"
+    )
+    tracking: TrackingSettings = Field(
+        default_factory=TrackingSettings, description="[tracking]: status reads of faxes sent"
+    )
+    policy: PolicySettings = Field(
+        default_factory=PolicySettings, description="[policy]: destinations and sending limits"
+    )
+    dispatch: DispatchSettings = Field(
+        default_factory=DispatchSettings, description="[dispatch]: handing faxes to eFax"
+    )
+    workers: WorkersSettings = Field(
+        default_factory=WorkersSettings,
+        description="[workers]: leases, polling, retries and crashes of every worker",
+    )
+    logging: LoggingSettings = Field(
+        default_factory=LoggingSettings, description="[logging]: logs and the audit log"
+    )
+    mailboxes: list[Mailbox] = Field(
+        default_factory=list, description="[[mailboxes]]: one per eFax user (fax number)"
+    )
+    users: list[User] = Field(default_factory=list, description="[[users]]: SMTP AUTH users")
+    admins: list[Admin] = Field(
+        default_factory=list, description="[[admins]]: who may sign in to the admin page"
+    )
 
     _check_country = field_validator("default_country")(staticmethod(_region))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _worker_keys_under_dispatch(cls, data: Any) -> Any:
+        """``dispatch.lease_s`` and the rest of ``WORKER_KEYS_MOVED`` also set ``workers.*``,
+        unless ``workers`` sets them itself."""
+        if not isinstance(data, dict):
+            return data
+        dispatch = data.get("dispatch")
+        if not isinstance(dispatch, dict):
+            return data
+        moved = {k: dispatch[k] for k in WORKER_KEYS_MOVED if dispatch.get(k) is not None}
+        workers = data.get("workers", {})
+        if not moved or not isinstance(workers, dict):
+            return data
+        return {**data, "workers": {**moved, **workers}}
+
+    def deprecations(self) -> list[str]:
+        """One sentence per old key that is set (for the start-up log and ``check``)."""
+        return [
+            f"dispatch.{key} is now workers.{key} (it governs every worker); the old name still "
+            f"works for now: move it to [workers]"
+            for key in WORKER_KEYS_MOVED
+            if getattr(self.dispatch, key) is not None
+        ]
 
     @field_validator("timezone")
     @classmethod

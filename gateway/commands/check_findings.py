@@ -8,7 +8,8 @@ mailboxes on one number, a relay that refuses what the settings send); 0 is a wa
 - ``configuration(settings)``: the report From: address unroutable while a real relay is
   configured; a mailbox whose ``fax_number`` is not a valid number; two mailboxes with
   one number or one ``user_id``; ``smtp.trusted_networks`` wider than a /24 (IPv6: a
-  /64), which lets every machine in it fax without signing in.
+  /64), which lets every machine in it fax without signing in; a renamed key still
+  set under its old name (``dispatch.lease_s`` for ``workers.lease_s`` ...).
 - ``relay(settings, probe)``: what the relay answered to a connection made as delivery
   makes it (``RelaySender.probe``): mail taken only after STARTTLS or AUTH that the
   settings do not use, the null sender or the relaying refused, STARTTLS offered but
@@ -39,7 +40,12 @@ class Finding:
 
 
 def configuration(settings: Settings) -> list[Finding]:
-    return [*_from_address(settings), *_mailboxes(settings), *_trusted_networks(settings)]
+    return [
+        *_from_address(settings),
+        *_mailboxes(settings),
+        *_trusted_networks(settings),
+        *(Finding(sentence) for sentence in settings.deprecations()),
+    ]
 
 
 def _from_address(settings: Settings) -> list[Finding]:

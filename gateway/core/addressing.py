@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email.utils import getaddresses
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
@@ -169,3 +170,9 @@ def sender_matches(address: str, patterns: list[str]) -> bool:
     if "@" not in address:
         return False
     return any(fnmatch.fnmatchcase(address, p.strip().lower()) for p in patterns if p.strip())
+
+
+def display_names(fields: Sequence[str]) -> dict[str, str]:
+    """address (lower-case) -> display name, from address fields such as To and Cc."""
+    pairs = getaddresses(list(fields))
+    return {addr.lower(): name for name, addr in pairs if name and addr}

@@ -15,7 +15,7 @@ Three kinds of report (``Report.kind``):
 - ``unconfirmed``: sent once when a fax is still not final after
   ``tracking.unconfirmed_after_s``; tracking goes on;
 - ``not_sent``: the gateway could not hand the mail to eFax (refused, or eFax could not
-  be reached within ``dispatch.lifetime_s``);
+  be reached within ``workers.lifetime_s``);
 - ``held``: a ``POST /faxes`` of unknown outcome, and the fax not in eFax's sent list
   within ``dispatch.reconcile_window_s``: it was not sent again (no duplicate), and an
   administrator decides.

@@ -11,7 +11,9 @@ Subject, Message-ID, Encrypted and MIME-Version, come first; then those very
 fields from the enclosed message's own header; the bodies of pieces 1..total are
 joined in number order; headers of pieces 2..total are dropped. Missing, duplicate
 (with different content) or mismatched pieces raise ``DocumentError`` with a sentence.
-Storing pieces and the time window they may take to arrive belong to the caller.
+Storing pieces and the time window they may take to arrive belong to the caller;
+the bounds on a split mail (``MAX_PIECES``, ``MAX_OPEN_PER_SENDER``, its size) are
+worded here (``too_many_pieces``, ``split_too_big``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from gateway.core.document_errors import DocumentError
 
 MAX_PIECES: Final = 100
 MAX_OPEN_PER_SENDER: Final = 5  # split mails of one sender waiting for pieces at once
+TOO_MANY_PIECES: Final = (
+    f"552 5.3.4 This split message has more than {MAX_PIECES} pieces, more than this gateway "
+    "joins; send it as one message."
+)
 _ENCLOSED_FIELDS: Final = frozenset({b"subject", b"message-id", b"encrypted", b"mime-version"})
 
 
@@ -121,3 +127,15 @@ def _fields(header: bytes) -> list[bytes]:
 def _is_enclosed_field(field: bytes) -> bool:
     name = field.split(b":", 1)[0].strip().lower()
     return name.startswith(b"content-") or name in _ENCLOSED_FIELDS
+
+
+def split_too_big(size: int, limit: int) -> str:
+    """``552 5.3.4``: the pieces of a split mail come to ``size`` bytes, over ``limit``."""
+    return (
+        f"552 5.3.4 The pieces of this split message come to {_amount(size)}, more than the "
+        f"{_amount(limit)} one mail may have here; send fewer or smaller attachments."
+    )
+
+
+def _amount(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB" if size >= 1_000_000 else f"{-(-size // 1000)} KB"

@@ -13,6 +13,8 @@ the reply they return:
   the JSON around it included (``552 5.3.4``).
 - ``header_refusal``: the header block's size and field count are capped before the
   mail is parsed (``552 5.3.4``).
+- ``document_refusal``: a mail whose documents cannot be faxed, in one line: too many
+  pages or documents ``552 5.3.4``, anything else ``554 5.6.0``.
 
 A limit of 0 means no limit.
 """
@@ -23,6 +25,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from gateway.core.document_errors import DocumentError, TooManyPages
 
 HOUR_S = 3600.0
 DAY_S = 86_400.0
@@ -219,3 +223,14 @@ def header_refusal(raw: bytes, *, max_bytes: int, max_fields: int) -> str | None
             "gateway takes; send it without the extra header fields."
         )
     return None
+
+
+def document_refusal(err: DocumentError) -> str:
+    """The reply for a mail whose documents cannot be faxed: its sentence on one line."""
+    code = "552 5.3.4" if isinstance(err, TooManyPages) else "554 5.6.0"
+    return f"{code} {one_line(str(err))}"
+
+
+def one_line(text: str) -> str:
+    """Text for a reply line: every run of white space (line breaks too) as one space."""
+    return " ".join(text.split())

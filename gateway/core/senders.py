@@ -21,6 +21,9 @@ people or programs could take it for someone else than the address the gateway c
 - a control, bidi or other invisible character anywhere in the field; a quoted local
   part holding an ``@`` (``"alice@example.com"@evil.example``).
 
+``report_address`` decides where a mail's reports go: the From address, or a trusted
+scanner's ``Reply-To`` when that address is itself one of the mailbox's senders.
+
 ``dmarc_domain`` is the RFC5322.From domain as a DMARC evaluator compares it: lower
 case, without a final dot, IDNA A-labels.
 """
@@ -31,7 +34,9 @@ from dataclasses import dataclass
 from email import policy
 from email.errors import ObsoleteHeaderDefect
 from email.headerregistry import AddressHeader
-from email.utils import getaddresses
+from email.utils import getaddresses, parseaddr
+
+from gateway.core.addressing import sender_matches
 
 _ADVICE = "send it with one plain address, such as Alice Example <alice@example.com>"
 
@@ -141,3 +146,15 @@ def dmarc_domain(domain: str) -> str:
 def _shown(value: str) -> str:
     text = "".join(c if c.isprintable() and c.isascii() else "?" for c in value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def report_address(reply_to_field: str, header_from: str, *, trusted_only: bool, senders: list[str]) -> str:
+    """Where the reports of a mail go: ``header_from``, or the ``Reply-To`` address when
+    the session is trusted by its network alone (no AUTH) and that address is itself one
+    of the mailbox's ``senders``. Behind a trusted MTA every session is trusted, so any
+    other Reply-To would carry the report (numbers, subject) out of the organisation
+    while the sender hears nothing."""
+    reply_to = parseaddr(reply_to_field)[1]
+    if reply_to and trusted_only and sender_matches(reply_to, senders):
+        return reply_to
+    return header_from

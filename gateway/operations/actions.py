@@ -7,7 +7,9 @@ and may reach its recipients twice.
 
 - retry: the mail's deferred, failed or held jobs (dispatch, reports; for a fax id, its
   tracking) are made due now. A held dispatch is released (a new send, not a look for
-  the old one). A mail whose bytes were purged (``database.keep_days``) is not retried.
+  the old one), unless it was held after crashes (``workers.max_crashes``): that one is
+  only queued again, as it was, so a submission it was making is still looked for first.
+  A mail whose bytes were purged (``database.keep_days``) is not retried.
 - cancel: before the mail reached eFax its dispatch job is failed. After, each fax not
   yet final is cancelled through the ``Canceller`` (eFax's ``POST /faxes/{id}/cancel``:
   202 only means "logged", 409 "already finished"), and its tracking made due now.
@@ -21,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from gateway.core.crashes import held_for_crashes
 from gateway.core.tracking import is_final
 from gateway.efax.errors import EfaxError, EfaxNotFound
 from gateway.operations.story import REPORT_SUFFIXES, resolve
@@ -76,7 +79,16 @@ async def retry(
                 "database.keep_days; ask the sender to send it again"
             )
             continue
-        if job.kind == JobKind.DISPATCH and job.state == JobState.HELD and message is not None:
+        if job.state == JobState.HELD and held_for_crashes(job.last_error):
+            # Its handler crashed (or its process died) max_crashes times. Nothing is reset:
+            # a submission it was making goes through the unknown-outcome path as before.
+            said.append(
+                f"{job.kind} job {job.ref} was held after crashes ({job.last_error}); "
+                "one more crash holds it again."
+            )
+            if not dry_run:
+                await store.add_event("released", now=now, message_id=message_id, detail=source)
+        elif job.kind == JobKind.DISPATCH and job.state == JobState.HELD and message is not None:
             to = ", ".join(r.pretty for r in message.recipients)
             said.append(
                 f"dispatch job {job.ref}: eFax never confirmed the earlier attempt and did not list it; "

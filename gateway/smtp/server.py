@@ -21,10 +21,11 @@ What the protocol layer enforces before the handler sees anything:
 - **require_tls.** Clients outside the trusted networks must STARTTLS first.
 - **Smuggling and injection.** aiosmtpd >= 1.4.6 is required (checked at start):
   commands pipelined after ``STARTTLS`` are discarded. DATA is read here, in blocks
-  rather than aiosmtpd's line by line (``read_data``), with aiosmtpd's rules byte for
-  byte but one: it ends only at ``CRLF . CRLF`` (a bare LF or CR around the dot is
-  text), a leading dot is removed from every line (RFC 5321 4.5.2), and a mail over
-  ``smtp.max_message_bytes`` is ``552 5.3.4``, answered only once the whole mail is in.
+  rather than aiosmtpd's line by line (``read_data``; the rules are the pure
+  ``gateway.core.smtp_data``), with aiosmtpd's rules byte for byte but one: it ends
+  only at ``CRLF . CRLF`` (a bare LF or CR around the dot is text), a leading dot is
+  removed from every line (RFC 5321 4.5.2), and a mail over ``smtp.max_message_bytes``
+  is ``552 5.3.4``, answered only once the whole mail is in.
   Lines longer than RFC 5321's 998 octets are taken as they come (aiosmtpd answers
   ``500`` to them): scanners and scripts send unwrapped base64 and long HTML lines, and
   Postfix accepts them too. Only the mail as a whole is bounded.
@@ -41,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import logging
 import ssl
 from collections import Counter
@@ -52,9 +52,10 @@ from typing import Any, AnyStr
 import aiosmtpd
 from aiosmtpd.smtp import MISSING, SMTP
 
+from gateway.core.smtp_data import DOT_LINE, MailData
 from gateway.logs import event
 from gateway.settings import ConfigError, SmtpSettings, split_host_port
-from gateway.smtp.ingress import Ingress
+from gateway.smtp.arrivals import Arrivals
 from gateway.smtp.throttle import client_key
 from gateway.smtp.tls import server_context
 
@@ -251,8 +252,8 @@ class FaxSMTP(SMTP):
         if arg:
             await self.push("501 Syntax: DATA")
             return
-        ingress: Ingress | None = getattr(self.event_handler, "ingress", None)
-        with ingress.receiving_mail() if ingress is not None else contextlib.nullcontext():
+        arrivals: Arrivals | None = getattr(self.event_handler, "arrivals", None)
+        with arrivals.receiving_mail() if arrivals is not None else contextlib.nullcontext():
             await self._receive()
 
     async def _receive(self) -> None:
@@ -332,89 +333,25 @@ class FaxSMTP(SMTP):
 
 
 # -- DATA, read in blocks ------------------------------------------------------------------
-_DOT_LINE = b".\r\n"
-_TOO_MUCH = "552 Error: Too much mail data"  # FaxSMTP.push words it as 552 5.3.4
-
-
 async def read_data(reader: asyncio.StreamReader, size_limit: int | None) -> bytes | str | None:
     """One mail's DATA: its dot-unstuffed bytes, the refusal once it is all in, or None.
 
-    None means the stream ended before ``CRLF . CRLF``. Lines may be of any length:
-    RFC 5321 asks for at most 998 octets, but scanners and scripts send unwrapped base64
-    and HTML, and Postfix takes them; only the whole mail is bounded (``size_limit``).
-    Otherwise the result equals what aiosmtpd 1.4.6's line loop gives (its replies
-    included), at a fraction of the work: the reader is searched for ``.CRLF`` only, and
-    the few found are checked for the CRLF before them. ``reader`` is aiosmtpd's, whose
-    limit (1001) only caps each search.
+    None means the stream ended before ``CRLF . CRLF``. The rules (the end, dot-unstuffing,
+    lines of any length, the size limit) are ``gateway.core.smtp_data.MailData``'s; here
+    only the reading, at a fraction of aiosmtpd's work: the reader is searched for
+    ``.CRLF`` only, and the few found are checked for the CRLF before them. ``reader`` is
+    aiosmtpd's, whose limit (1001) only caps each search.
     """
-    data = _Data(size_limit)
-    before = b"\r\n"  # the two octets before the next block: DATA starts at a line start
+    data = MailData(size_limit)
     while True:
         try:
-            block = await reader.readuntil(_DOT_LINE)
+            block = await reader.readuntil(DOT_LINE)
         except asyncio.LimitOverrunError as err:  # no end in sight: take what is there
             block = await reader.readexactly(err.consumed)
         except asyncio.IncompleteReadError:
             return None
-        if block.endswith(_DOT_LINE) and (before + block[-5:])[-5:-3] == b"\r\n":
-            data.feed(block[:-3])
+        if data.feed(block):
             return data.result()
-        data.feed(block)
-        before = (before + block[-2:])[-2:]
-
-
-class _Data:
-    """The DATA octets so far (without the final dot line), unstuffed into one buffer.
-
-    Blocks arrive cut anywhere, in the middle of a line too. ``line_start`` says whether
-    the next octet starts a line (where a transparent dot is removed, RFC 5321 4.5.2); a
-    CR at the end of a block is held back until the next one says whether it begins a
-    CRLF. Every octet is counted; once the mail is over the limit, what was kept is
-    dropped at once and the rest of the mail is only drained.
-    """
-
-    def __init__(self, size_limit: int | None) -> None:
-        self.limit = size_limit or 0
-        self.size = 0
-        self.problem: str | None = None
-        self.line_start = True
-        self.held_cr = False
-        self.out: io.BytesIO | None = io.BytesIO()  # grows in place; getvalue() does not copy
-
-    def feed(self, block: bytes) -> None:
-        if self.problem is not None:
-            return
-        self.size += len(block)
-        if self.limit and self.size > self.limit:
-            self.problem = _TOO_MUCH
-            self.out = None  # drop what was kept at once, as aiosmtpd does
-            return
-        if self.held_cr:
-            block = b"\r" + block
-            self.held_cr = False
-        end = len(block)
-        if block.endswith(b"\r"):
-            end -= 1
-            self.held_cr = True
-        if end == 0:
-            return
-        start = 1 if self.line_start and block.startswith(b".") else 0
-        assert self.out is not None
-        if block.find(b"\r\n.", start, end) >= 0:
-            self.out.write(block[start:end].replace(b"\r\n.", b"\r\n"))
-        else:
-            self.out.write(memoryview(block)[start:end])
-        self.line_start = block.endswith(b"\r\n", 0, end)
-
-    def result(self) -> bytes | str:
-        if self.problem is not None:
-            return self.problem
-        assert self.out is not None
-        if self.held_cr:  # cannot happen after CRLF . CRLF; kept as sent all the same
-            self.out.write(b"\r")
-        content = self.out.getvalue()
-        self.out = None
-        return content
 
 
 def _one_reply_line(text: str, *, utf8: bool) -> str:

@@ -296,9 +296,17 @@ class Store(Protocol):
         """Give back every job this owner holds (graceful shutdown)."""
 
     async def set_job_state(
-        self, job_id: int, state: JobState, *, now: float, run_after: float | None = None
+        self,
+        job_id: int,
+        state: JobState,
+        *,
+        now: float,
+        run_after: float | None = None,
+        payload: dict[str, Any] | None = None,
+        error: str | None = None,
     ) -> bool:
-        """Administrative change (queue retry/cancel): not fenced by a lease."""
+        """Administrative change (queue retry/cancel, start-up recovery): not fenced by a
+        lease. ``payload`` and ``error`` (the job's last error) replace theirs when given."""
 
     async def jobs(
         self,

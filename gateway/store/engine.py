@@ -324,9 +324,18 @@ class SqlStore:
         return await self._write(lambda tx: ops.release(tx, owner, now))
 
     async def set_job_state(
-        self, job_id: int, state: JobState, *, now: float, run_after: float | None = None
+        self,
+        job_id: int,
+        state: JobState,
+        *,
+        now: float,
+        run_after: float | None = None,
+        payload: dict[str, Any] | None = None,
+        error: str | None = None,
     ) -> bool:
-        return await self._write(lambda tx: ops.set_job_state(tx, job_id, state, now, run_after))
+        return await self._write(
+            lambda tx: ops.set_job_state(tx, job_id, state, now, run_after, payload, error)
+        )
 
     async def expedite(self, kind: JobKind, ref: str, *, now: float) -> bool:
         return await self._write(lambda tx: ops.expedite(tx, kind, ref, now))

@@ -227,8 +227,18 @@ def release(tx: Tx, owner: str, now: float) -> int:
     return count
 
 
-def set_job_state(tx: Tx, job_id: int, state: JobState, now: float, run_after: float | None) -> bool:
-    return tx.execute(tx.q.SET_JOB_STATE, (str(state), run_after, now, job_id)).rowcount == 1
+def set_job_state(
+    tx: Tx,
+    job_id: int,
+    state: JobState,
+    now: float,
+    run_after: float | None,
+    payload: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> bool:
+    encoded = None if payload is None else dumps(payload)
+    args = (str(state), run_after, encoded, error, now, job_id)
+    return tx.execute(tx.q.SET_JOB_STATE, args).rowcount == 1
 
 
 def expedite(tx: Tx, kind: JobKind, ref: str, now: float) -> bool:

@@ -116,8 +116,9 @@ class Queries:
      WHERE state = 'active' AND lease_owner = ?
     """
     SET_JOB_STATE = """
-    UPDATE jobs SET state = ?, run_after = COALESCE(?, run_after), lease_owner = NULL,
-                    lease_until = NULL, updated_at = ?
+    UPDATE jobs SET state = ?, run_after = COALESCE(?, run_after), payload = COALESCE(?, payload),
+                    last_error = COALESCE(?, last_error), lease_owner = NULL, lease_until = NULL,
+                    updated_at = ?
      WHERE id = ?
     """
     SELECT_JOB_COLUMNS = """

@@ -5,14 +5,25 @@ kind is due (drain mode, for tests and one-shot commands). On stop, a worker fin
 the job in hand; jobs it could not finish are released back to the queue by the
 application, and a crashed process's leases simply expire.
 
-Leases: a claimed job is the worker's for ``dispatch.lease_s`` (30 s); the process's
-``Heartbeat`` renews every lease and lock it holds each ``dispatch.heartbeat_s``, so a
+Leases: a claimed job is the worker's for ``workers.lease_s`` (30 s); the process's
+``Heartbeat`` renews every lease and lock it holds each ``workers.heartbeat_s``, so a
 long job keeps its lease and a dead process's jobs are taken over by any gateway
 sharing the store within about ``lease_s``.
 
 Store outages: a claim that fails waits 1, 2, 4 ... up to 30 s before the next (the
 store logs the outage once); a handler that fails on the store leaves its job to its
 lease, which another attempt takes up once the store is back.
+
+Crashes (Mailman's shunt, Postfix's hold): a handler that raises anything else (a bug,
+a mail no code path was written for) has its job deferred by 60 s, so the jobs behind
+it go on; the ``workers.max_crashes``-th crash of one job (start-up recovery of a job
+whose process died counts too, ``gateway.workers.recovery``) holds it instead, with the
+traceback's last line as its reason: one log line, one event in its story, one audit
+record ``held``. ``fax-gateway queue list`` shows it among the held, ``fax-gateway
+queue retry`` releases it (one more crash holds it again; ``gateway.core.crashes``).
+
+Settings: ``workers.lease_s``, ``workers.heartbeat_s``, ``workers.poll_idle_s``,
+``workers.max_crashes`` (handed in by ``gateway.app``).
 """
 
 from __future__ import annotations
@@ -23,11 +34,14 @@ import logging
 import os
 import socket
 import time
+import traceback
 from collections.abc import Callable
 from typing import Protocol
 
+from gateway.audit import Audit
+from gateway.core.crashes import CRASHES_KEY, crash_reason, crashes_so_far, hold_after_crash, last_line
 from gateway.logs import event
-from gateway.store.base import Job, JobKind, Store, StoreError
+from gateway.store.base import Job, JobKind, JobState, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +84,9 @@ class Wakeable:
 class Worker(Wakeable):
     kind: JobKind
     # Set by the application on all but the first worker of a kind: wait while mail is
-    # pouring in (the SMTP handler's ``ingress``) before taking the next job.
+    # pouring in (the SMTP handler's ``arrivals``) before taking the next job.
     defer_to: Quiet | None = None
+    audit: Audit | None = None  # told of a job held after crashes (subclasses set it)
 
     def __init__(
         self,
@@ -80,6 +95,7 @@ class Worker(Wakeable):
         name: str,
         lease_s: float = 300.0,
         idle_s: float = 1.0,
+        max_crashes: int = 3,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
@@ -88,6 +104,7 @@ class Worker(Wakeable):
         self.owner = worker_owner(name)
         self.lease_s = lease_s
         self.idle_s = idle_s
+        self.max_crashes = max_crashes
         self.clock = clock
         self.current: Job | None = None  # the job in hand, whose lease the heartbeat renews
 
@@ -128,24 +145,62 @@ class Worker(Wakeable):
                 "job left to its lease: the store failed",
                 extra=event("store failed", job=job.ref, error=str(err)),
             )
-        except Exception as err:  # a bug must not kill the worker: park the job
-            log.exception("job failed unexpectedly", extra=event("crashed", job=job.ref, kind=job.kind))
+        except Exception as err:  # a bug must not kill the worker: park the job, or hold it
+            await self._crashed(job, err)
+        finally:
+            self.current = None
+
+    async def _crashed(self, job: Job, err: Exception) -> None:
+        crashes = crashes_so_far(job.payload) + 1
+        now = self.clock()
+        fields = event("crashed", job=job.ref, kind=job.kind, crashes=crashes)
+        if not hold_after_crash(crashes, self.max_crashes):
+            log.exception("job failed unexpectedly (crash %d of %d)", crashes, self.max_crashes, extra=fields)
             with contextlib.suppress(StoreError):
                 await self.store.defer(
                     job,
                     owner=self.owner,
-                    now=self.clock(),
-                    run_after=self.clock() + 60,
+                    now=now,
+                    run_after=now + 60,
                     error=f"internal error: {type(err).__name__}",
+                    payload={**job.payload, CRASHES_KEY: crashes},
                 )
-        finally:
-            self.current = None
+            return
+        reason = crash_reason(crashes, last_line(traceback.format_exc()))
+        log.exception(
+            "job held after %d crashes; an administrator decides (fax-gateway queue retry %s)",
+            crashes,
+            job.ref,
+            extra=fields,
+        )
+        try:
+            if not await self.store.finish(job, owner=self.owner, now=now, state=JobState.HELD, error=reason):
+                return  # its lease ran out meanwhile: another worker has it
+            await record_held(self.store, job, reason, now=now)
+        except StoreError:
+            return
+        if self.audit is not None:
+            self.audit.held_after_crashes(kind=str(job.kind), job=job.ref, reason=reason)
 
     async def _idle(self) -> None:
         await self._rest(self.idle_s)
 
     async def handle(self, job: Job) -> None:
         raise NotImplementedError
+
+
+async def record_held(store: Store, job: Job, reason: str, *, now: float) -> None:
+    """The ``held`` event in the story of the mail (or fax) a job held after crashes is about."""
+    message_id: str | None = None
+    fax_id: str | None = None
+    if job.kind in (JobKind.DISPATCH, JobKind.REPORT):
+        message_id = job.ref.partition(":")[0]
+    elif job.kind in (JobKind.TRACK, JobKind.DELIVER):
+        fax_id = job.ref
+        fax = await store.fax(job.ref) if job.kind == JobKind.TRACK else None
+        message_id = fax.message_id if fax is not None else None
+    detail = f"{job.kind} {job.ref}: {reason}"
+    await store.add_event("held", now=now, message_id=message_id, fax_id=fax_id, detail=detail)
 
 
 class Heartbeat(Wakeable):

@@ -23,17 +23,17 @@ done before DATA, and nothing (not even QUIT) comes between the 250 and the comm
 (docs/inbound.md). The Message-ID is derived from the fax id, so a repeat is
 recognisable (and folded by most clients). A crashed process's jobs are taken back
 at start-up when their lease owner is a dead process on this host, else when the
-lease (``dispatch.lease_s``) expires.
+lease (``workers.lease_s``) expires.
 
 Failures:
 - eFax or relay unavailable (transient): the job is deferred with exponential
-  backoff (``dispatch.backoff_initial_s`` .. ``dispatch.backoff_max_s``), forever:
+  backoff (``workers.backoff_initial_s`` .. ``workers.backoff_max_s``), forever:
   a received fax is never given up because a relay is down.
 - An address the relay refuses permanently (5xx) does not hold up the others; the
   administrator (``admin_address``) gets one notice naming it. The fax stays at eFax.
 - A mail larger than ``relay.max_message_bytes``: the recipients get a notice with
   the details and where the fax is kept, instead of the PDF; the fax is not deleted.
-- eFax has no image for ``dispatch.lifetime_s``, or the image is unreadable: the job
+- eFax has no image for ``workers.lifetime_s``, or the image is unreadable: the job
   fails (``fax-gateway queue retry`` resumes it) and the administrator is told.
 
 Settings: ``mailboxes[].deliver_to``, ``.deliver_mode`` (together | separately),

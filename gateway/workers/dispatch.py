@@ -17,7 +17,7 @@ Not found: the job is **held** (queue state ``held``), the sender gets one repor
 administrator decides with ``fax-gateway queue retry``.
 
 Failures: transient errors (network, 5xx, 429) are retried with exponential backoff and
-jitter (``dispatch.backoff_*``) until ``dispatch.lifetime_s``; permanent ones (4xx,
+jitter (``workers.backoff_*``) until ``workers.lifetime_s``; permanent ones (4xx,
 refused credentials) fail the job at once with eFax's reason kept. A failed job queues
 a ``report`` job ``<job id>:not-sent`` in the same transaction: the sender is told.
 """

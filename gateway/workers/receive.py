@@ -12,7 +12,7 @@ Touches: eFax (through ``gateway.efax``) and the store. Never mails, never marks
 
 Several gateways: each mailbox is read by one of them at a time. Before reading, the
 poller takes the store lock ``poll:<user id>`` (held while its process's heartbeat
-renews it; a dead holder's lock runs out after ``dispatch.lease_s``); a mailbox whose
+renews it; a dead holder's lock runs out after ``workers.lease_s``); a mailbox whose
 lock another gateway holds is skipped this round. A webhook's one-fax read needs no lock:
 recording is once per fax id whoever reads it.
 

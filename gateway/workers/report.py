@@ -19,8 +19,8 @@ the relay or written to the Maildir (``gateway.mail``), and a ``report sent`` ev
 - Settings: ``timezone`` (times in the report), ``relay.from_address`` and
   ``relay.from_name`` (From:), the mailbox's ``cover`` (eFax counts the cover page).
 - Failures: the relay down or answering 4xx defers the job with backoff
-  (``dispatch.backoff_initial_s`` doubling to ``dispatch.backoff_max_s``) until
-  ``dispatch.lifetime_s``, then it is dropped with a log line; the outage is logged
+  (``workers.backoff_initial_s`` doubling to ``workers.backoff_max_s``) until
+  ``workers.lifetime_s``, then it is dropped with a log line; the outage is logged
   once. A 5xx fails the job at once with one log line. A report that cannot be
   delivered is never itself reported on.
 """

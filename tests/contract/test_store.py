@@ -91,6 +91,25 @@ async def test_defer_then_due_again(store: Store) -> None:
     assert again is not None and again.last_error == "503"
 
 
+async def test_an_administrative_state_change_may_replace_payload_and_error(store: Store) -> None:
+    await store.accept_message(message(1))
+    job = await store.claim(JobKind.DISPATCH, owner="w", now=2000, lease_s=60)
+    assert job is not None
+    assert await store.set_job_state(
+        job.id, JobState.HELD, now=2001, payload={"crashes": 3}, error="crashed 3 times, last: boom"
+    )
+    held = await store.job(job.id)
+    assert held is not None and (held.state, held.payload, held.last_error) == (
+        JobState.HELD,
+        {"crashes": 3},
+        "crashed 3 times, last: boom",
+    )
+    assert held.lease_owner is None
+    assert await store.set_job_state(job.id, JobState.QUEUED, now=2002, run_after=2002)  # both kept
+    queued = await store.job(job.id)
+    assert queued is not None and (queued.payload, queued.last_error) == ({"crashes": 3}, held.last_error)
+
+
 async def test_release_gives_jobs_back(store: Store) -> None:
     await store.accept_message(message(1))
     job = await store.claim(JobKind.DISPATCH, owner="w", now=2000, lease_s=600)

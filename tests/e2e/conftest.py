@@ -57,7 +57,7 @@ def gateway_settings(tmp_path: Path, simulator_url: str, **overrides: Any) -> Se
         "database": {"url": f"sqlite:///{tmp_path}/gateway.db"},
         "relay": {"maildir": str(tmp_path / "mail")},
         "efax": {"base_url": simulator_url, "app_id": "test-app", "api_key": API_KEY},
-        "dispatch": {"poll_idle_s": 0.05, "backoff_initial_s": 0.05, "backoff_max_s": 0.2},
+        "workers": {"poll_idle_s": 0.05, "backoff_initial_s": 0.05, "backoff_max_s": 0.2},
         "mailboxes": [dict(m) for m in MAILBOXES],
     }
     for key, value in overrides.items():

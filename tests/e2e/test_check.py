@@ -287,3 +287,13 @@ async def test_a_sound_configuration_gets_no_warning(tmp_path: Path, relays: Cal
     ):
         assert word not in out, out
     assert sink.messages == [] and len(relay.sessions) == 1
+    assert "is now workers." not in out
+
+
+async def test_worker_keys_still_under_dispatch_are_named_with_their_new_place(tmp_path: Path) -> None:
+    toml = "[dispatch]\nworkers = 2\nlease_s = 60\nbackoff_max_s = 300\n\n" + CLEAN_MAILBOXES
+    code, out = await run_check(tmp_path, toml)
+    assert code == 0, out  # a warning: the old names still work
+    assert "dispatch.lease_s is now workers.lease_s (it governs every worker)" in out
+    assert "dispatch.backoff_max_s is now workers.backoff_max_s" in out
+    assert "dispatch.workers" not in out

@@ -217,7 +217,7 @@ async def test_an_outbound_notification_reports_a_delivered_fax_without_waiting_
         simulator.base_url,
         tracking={"first_check_s": 3600},
         inbound={"webhook_secret": "outbound-hook-secret"},
-        dispatch={"poll_idle_s": 5},  # idle workers would not look again for 5 s
+        workers={"poll_idle_s": 5},  # idle workers would not look again for 5 s
     )
     async with Gateway(config) as gateway:
         assert (await smtp_send(gateway.smtp_port, pdf_mail())).code == 250

@@ -1,8 +1,11 @@
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
-from gateway.settings import ConfigError, load_settings
+from gateway.settings import ConfigError, Settings, load_settings
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -106,6 +109,62 @@ def test_example_configuration_names_every_setting_and_loads(tmp_path: Path) -> 
 
             assert set(data["admins"][0]) == set(Admin.model_fields)
         elif hasattr(field.annotation, "model_fields"):
-            assert set(data[name]) == set(field.annotation.model_fields), name  # type: ignore[union-attr]
+            current = {
+                key
+                for key, f in field.annotation.model_fields.items()  # type: ignore[union-attr]
+                if "deprecated" not in (f.description or "")
+            }
+            assert set(data[name]) == current, name
         else:
             assert name in data, name
+
+
+def _models(model: type[BaseModel], path: str = "") -> Iterator[tuple[str, type[BaseModel]]]:
+    yield path or model.__name__, model
+    for name, field in model.model_fields.items():
+        for candidate in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                yield from _models(candidate, f"{path}{name}.")
+
+
+def test_every_setting_has_a_description_and_every_duration_its_unit() -> None:
+    missing, unitless = [], []
+    for path, model in _models(Settings):
+        for name, field in model.model_fields.items():
+            if not (field.description or "").strip():
+                missing.append(f"{path}{name}")
+            if float in (field.annotation, *typing.get_args(field.annotation)) and not (
+                name.endswith(("_s", "_days")) or "seconds" in (field.description or "")
+            ):
+                unitless.append(f"{path}{name}")
+    assert missing == [], f"settings without a description: {missing}"
+    assert unitless == [], f"float settings without a unit in the name: {unitless}"
+
+
+def test_the_worker_keys_once_under_dispatch_still_work_and_are_named_as_deprecated(
+    tmp_path: Path,
+) -> None:
+    old = load_settings(write(tmp_path, "[dispatch]\nlease_s = 60\npoll_idle_s = 0.5\nworkers = 2\n"))
+    assert (old.workers.lease_s, old.workers.poll_idle_s, old.dispatch.workers) == (60, 0.5, 2)
+    assert old.workers.heartbeat_s == 5  # the default: not set under either name
+    assert [d.split(" ")[0] for d in old.deprecations()] == ["dispatch.lease_s", "dispatch.poll_idle_s"]
+    assert "is now workers.lease_s" in old.deprecations()[0]
+
+    both = load_settings(write(tmp_path, "[dispatch]\nlease_s = 60\n[workers]\nlease_s = 45\n"))
+    assert both.workers.lease_s == 45  # the new name wins
+    new = load_settings(write(tmp_path, "[workers]\nlease_s = 45\nmax_crashes = 5\n"))
+    assert (new.workers.lease_s, new.workers.max_crashes, new.deprecations()) == (45, 5, [])
+
+
+def test_the_old_worker_keys_come_from_the_environment_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAXGW_DISPATCH__BACKOFF_MAX_S", "120")
+    s = load_settings(write(tmp_path, ""))
+    assert s.workers.backoff_max_s == 120 and s.deprecations()[0].startswith("dispatch.backoff_max_s")
+
+
+def test_a_heartbeat_too_slow_for_its_lease_is_named_under_workers(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, "[workers]\nlease_s = 10\nheartbeat_s = 5\n"))
+    assert "configuration key workers:" in str(info.value) and "heartbeat_s" in str(info.value)

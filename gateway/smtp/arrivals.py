@@ -1,7 +1,8 @@
-"""How many mails are being received right now, so that work which can wait does.
+"""Arrivals: how many mails are in their DATA phase right now, so that work which can wait does.
 
 Consumes: the SMTP server's DATA phases (``receiving``). Produces: ``quiet()``, which
-background workers await before taking a job. Touches: nothing else.
+background workers await before taking a job. Touches: nothing else. Settings: none
+(``busy_at``: 2 mails, ``max_wait_s``: 1 second, fixed in code).
 
 A client waiting for ``250`` is a person or a scanner holding a connection; a fax
 waiting to be submitted is a row in the store. So while ``busy_at`` or more mails are
@@ -17,7 +18,9 @@ import contextlib
 from collections.abc import Iterator
 
 
-class Ingress:
+class Arrivals:
+    """Mails being received (from ``354`` to the reply), counted; ``quiet()`` to wait on."""
+
     def __init__(self, *, busy_at: int = 2, max_wait_s: float = 1.0) -> None:
         self.busy_at = busy_at
         self.max_wait_s = max_wait_s

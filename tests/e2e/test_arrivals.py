@@ -16,7 +16,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.simulator.server import RunningSimulator
-from gateway.smtp.ingress import Ingress
+from gateway.smtp.arrivals import Arrivals
 from tests.e2e.conftest import ALICE, gateway_settings, make_pdf, pdf_mail, sim_get, smtp_send
 from tests.helpers import wait_until
 
@@ -37,22 +37,22 @@ async def _open_data(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWri
 
 async def test_mails_in_their_data_phase_make_the_deferring_workers_wait(gateway: Gateway) -> None:
     by_name = {w.name: w for w in gateway.workers}
-    ingress = by_name["dispatch-1"].defer_to
-    assert isinstance(ingress, Ingress)
+    arrivals = by_name["dispatch-1"].defer_to
+    assert isinstance(arrivals, Arrivals)
     assert by_name["dispatch-0"].defer_to is None and by_name["track-0"].defer_to is None
-    assert by_name["deliver-1"].defer_to is ingress and by_name["deliver-0"].defer_to is None
+    assert by_name["deliver-1"].defer_to is arrivals and by_name["deliver-0"].defer_to is None
     assert by_name["receive"].defer_to is None  # the poller claims no job: nothing to defer
-    assert not ingress.busy
+    assert not arrivals.busy
 
     data = pdf_mail().as_bytes(policy=email.policy.SMTP)
     half = data.index(b"\r\n\r\n") + 4
     sessions = [await _open_data(gateway.smtp_port) for _ in range(2)]
     for _, writer in sessions:
         writer.write(data[:half])
-    await wait_until(lambda: ingress.receiving == 2)
-    assert ingress.busy
+    await wait_until(lambda: arrivals.receiving == 2)
+    assert arrivals.busy
     started = time.monotonic()
-    waiting = asyncio.ensure_future(ingress.quiet())
+    waiting = asyncio.ensure_future(arrivals.quiet())
     await asyncio.sleep(0.1)
     assert not waiting.done()  # a deferring worker would still be waiting
 
@@ -61,19 +61,19 @@ async def test_mails_in_their_data_phase_make_the_deferring_workers_wait(gateway
         assert (await reader.readline()).startswith(b"250 2.0.0 Ok: queued as ")
         writer.close()
     await asyncio.wait_for(waiting, timeout=2)
-    assert time.monotonic() - started < ingress.max_wait_s + 0.5
-    assert ingress.receiving == 0 and not ingress.busy
+    assert time.monotonic() - started < arrivals.max_wait_s + 0.5
+    assert arrivals.receiving == 0 and not arrivals.busy
 
 
 async def test_a_deferring_worker_waits_at_most_max_wait_s() -> None:
-    ingress = Ingress(busy_at=1, max_wait_s=0.2)
-    await asyncio.wait_for(ingress.quiet(), timeout=0.05)  # quiet: no wait at all
-    with ingress.receiving_mail():
+    arrivals = Arrivals(busy_at=1, max_wait_s=0.2)
+    await asyncio.wait_for(arrivals.quiet(), timeout=0.05)  # quiet: no wait at all
+    with arrivals.receiving_mail():
         started = time.monotonic()
-        await ingress.quiet()
+        await arrivals.quiet()
         assert 0.15 < time.monotonic() - started < 1.0
-        assert ingress.busy
-    assert not ingress.busy
+        assert arrivals.busy
+    assert not arrivals.busy
 
 
 def _read_by(gateway: Gateway, where: str) -> float:
