@@ -501,12 +501,36 @@ class Mailbox(_Section):
         "auto", description="cover page: auto (when the mail has attachments and text), always, never"
     )
     reports: Literal["all", "failures"] = Field("all", description="which outcome reports senders get")
+    report_attachment: Literal["confirmation", "confirmation+fax", "none"] = Field(
+        "confirmation",
+        description=(
+            "what a delivered report carries: a one-page transmission confirmation PDF per fax, "
+            "that and the faxed documents themselves, or nothing"
+        ),
+    )
+    timezone: str = Field(
+        "", description="IANA zone for this mailbox's confirmations beside UTC; empty: the top-level timezone"
+    )
     retention: Literal["keep", "delete_after_delivery"] = Field(
         "keep", description="what happens to a received fax at eFax once it was mailed"
     )
     deliver_mode: Literal["together", "separately"] = Field(
         "together", description="one mail to all deliver_to addresses, or one mail each"
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _mailbox_zone(cls, value: str) -> str:
+        if value:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as err:
+                raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Berlin") from err
+        return value
+
+    def zone(self, default: ZoneInfo) -> ZoneInfo:
+        """The mailbox's own zone, else ``default`` (the top-level ``timezone``)."""
+        return ZoneInfo(self.timezone) if self.timezone else default
 
 
 def _digits(number: str) -> str:

@@ -112,6 +112,7 @@ class Report:
     cover_page: bool = False  # a cover page went first (eFax's page counts include it)
     deferred: tuple[str, ...] = ()  # numbers of the mail this delivery did not take (452 4.5.3)
     other_deliveries: tuple[OtherDelivery, ...] = ()  # the rest of the mail, delivered apart
+    attached: tuple[str, ...] = ()  # file names of what the mail carries (confirmations, the fax)
 
 
 def match_destinations(numbers: Sequence[str], destinations: Sequence[str]) -> list[int | None]:
@@ -420,6 +421,13 @@ def _documents_title(report: Report) -> str:
     return "Documents in your mail:"
 
 
+def _attached_line(report: Report) -> str:
+    return (
+        f"Attached: {', '.join(report.attached)}. A confirmation is a one-page transmission report "
+        "with the SHA-256 of every document handed to eFax."
+    )
+
+
 def text_body(report: Report, zone: ZoneInfo) -> str:
     out = [_summary(report), ""]
     split = _split_lines(report)
@@ -444,6 +452,8 @@ def text_body(report: Report, zone: ZoneInfo) -> str:
     if report.left_out:
         out.append("Left out (not faxed):")
         out += [f"  - {x.filename}: {x.reason}" for x in report.left_out]
+    if report.attached:
+        out += ["", _attached_line(report)]
     out += ["", f"Times are in {zone.key}.", "This report was written automatically; replies are not read."]
     return "\n".join(out) + "\n"
 
@@ -483,6 +493,8 @@ def html_body(report: Report, zone: ZoneInfo) -> str:
     if report.left_out:
         items = "".join(f"<li>{e(x.filename)}: {e(x.reason)}</li>" for x in report.left_out)
         parts.append(f"<p>Left out (not faxed):</p><ul>{items}</ul>")
+    if report.attached:
+        parts.append(f"<p>{e(_attached_line(report))}</p>")
     parts.append(
         f"<p><small>Times are in {e(zone.key)}. This report was written automatically; "
         "replies are not read.</small></p></body></html>"

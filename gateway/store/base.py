@@ -171,6 +171,7 @@ class StoredDocument:
     detected: str
     pages: int
     size: int
+    sha256: str | None = None  # hex, of the bytes handed to eFax; None before dispatch
 
 
 @dataclass(frozen=True)
@@ -338,9 +339,17 @@ class Store(Protocol):
     async def set_submit_state(self, message_id: str, state: str, *, now: float) -> None: ...
 
     async def record_submission(
-        self, job: Job, *, owner: str, now: float, faxes: Sequence[tuple[str, str]], note: str
+        self,
+        job: Job,
+        *,
+        owner: str,
+        now: float,
+        faxes: Sequence[tuple[str, str]],
+        note: str,
+        hashes: Sequence[tuple[int, str]] = (),
     ) -> bool:
-        """One transaction: the fax ids, submit_state=submitted, dispatch job done, track jobs."""
+        """One transaction: the fax ids, submit_state=submitted, dispatch job done, track jobs,
+        and ``hashes``, (document id, SHA-256 hex) of each document as it was handed to eFax."""
 
     async def faxes(self, message_id: str) -> list[FaxRecord]: ...
 

@@ -413,9 +413,16 @@ class SqlStore:
         await self._write(lambda tx: ops.set_submit_state(tx, message_id, state, now))
 
     async def record_submission(
-        self, job: Job, *, owner: str, now: float, faxes: Sequence[tuple[str, str]], note: str
+        self,
+        job: Job,
+        *,
+        owner: str,
+        now: float,
+        faxes: Sequence[tuple[str, str]],
+        note: str,
+        hashes: Sequence[tuple[int, str]] = (),
     ) -> bool:
-        return await self._write(lambda tx: ops.record_submission(tx, job, owner, now, faxes, note))
+        return await self._write(lambda tx: ops.record_submission(tx, job, owner, now, faxes, note, hashes))
 
     async def faxes(self, message_id: str) -> list[FaxRecord]:
         return await self._read(lambda tx: ops.faxes(tx, message_id))

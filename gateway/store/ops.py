@@ -337,11 +337,19 @@ def set_submit_state(tx: Tx, message_id: str, state: str, now: float) -> None:
 
 
 def record_submission(
-    tx: Tx, job: Job, owner: str, now: float, faxes: Sequence[tuple[str, str]], note: str
+    tx: Tx,
+    job: Job,
+    owner: str,
+    now: float,
+    faxes: Sequence[tuple[str, str]],
+    note: str,
+    hashes: Sequence[tuple[int, str]] = (),
 ) -> bool:
     if not finish(tx, job, owner, now, JobState.DONE, None):
         return False  # our lease was taken over: the new owner records it
     tx.execute(tx.q.SET_SUBMIT_STATE, ("submitted", job.ref))
+    for document_id, digest in hashes:
+        tx.execute(tx.q.SET_DOCUMENT_SHA256, (digest, document_id, job.ref))
     for fax_id, destination in faxes:
         tx.execute(tx.q.INSERT_FAX, (fax_id, job.ref, destination, now))
         _insert_job(tx, JobKind.TRACK, fax_id, {}, now, now)

@@ -142,9 +142,11 @@ class Queries:
      ORDER BY received_at, id
     """
     SELECT_DOCUMENTS = """
-    SELECT id, seq, filename, document_type, detected, pages, size
+    SELECT id, seq, filename, document_type, detected, pages, size, sha256
       FROM documents WHERE message_id = ? ORDER BY seq
     """
+    # The SHA-256 of a document as it was handed to eFax (written with the fax ids).
+    SET_DOCUMENT_SHA256 = "UPDATE documents SET sha256 = ? WHERE id = ? AND message_id = ?"
     SET_SUBMIT_STATE = "UPDATE messages SET submit_state = ? WHERE id = ?"
     INSERT_FAX = """
     INSERT INTO faxes (fax_id, message_id, destination, status, updated_at) VALUES (?, ?, ?, 'submitted', ?)

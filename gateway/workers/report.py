@@ -16,6 +16,9 @@ the relay or written to the Maildir (``gateway.mail``), and a ``report sent`` ev
 - A mail cut at ``smtp.max_recipients`` (452 4.5.3 for the rest, which its mail server
   delivers in another transaction): each part's report says which numbers it covers and
   where the others went (``Store.deliveries_of``: same sender and Message-ID).
+- A "delivered" report carries the transmission confirmation PDF, and with
+  ``Mailbox.report_attachment = "confirmation+fax"`` the faxed documents too
+  (``gateway.workers.attachments``); the text names what is attached.
 - Settings: ``timezone`` (times in the report), ``relay.from_address`` and
   ``relay.from_name`` (From:), the mailbox's ``cover`` (eFax counts the cover page).
 - Failures: the relay down or answering 4xx defers the job with backoff
@@ -27,6 +30,7 @@ the relay or written to the Maildir (``gateway.mail``), and a ``report sent`` ev
 
 from __future__ import annotations
 
+import dataclasses
 import email.policy
 import logging
 import random
@@ -41,6 +45,7 @@ from gateway.mail.relay import MailPermanent, MailSender, MailTransient
 from gateway.metrics import Metrics
 from gateway.settings import Mailbox, Settings
 from gateway.store.base import Event, FaxRecord, Job, JobKind, JobState, Store, StoredMessage
+from gateway.workers.attachments import report_attachments
 from gateway.workers.base import Worker
 from gateway.workers.dispatch import fax_options
 
@@ -207,6 +212,16 @@ class Reporter(Worker):
             await self._close(job, JobState.DONE, f"no report sent: {why}", message)
             return
         now = self.clock()
+        attached = await report_attachments(
+            self.store,
+            message,
+            report,
+            mailbox,
+            zone=self.settings.zone,
+            now=now,
+            cover_page=report.cover_page,
+        )
+        report = dataclasses.replace(report, attached=tuple(a.filename for a in attached))
         mail = notices.compose(
             report,
             to=to,
@@ -216,6 +231,8 @@ class Reporter(Worker):
             message_id=notices.report_message_id(job.ref, self.settings.relay.from_address),
             from_name=self.settings.relay.from_name,
         )
+        for a in attached:
+            mail.add_attachment(a.content, maintype=a.maintype, subtype=a.subtype, filename=a.filename)
         try:
             data = mail.as_bytes(policy=email.policy.SMTP)
             await self.sender.deliver(data, sender="", recipients=[to])

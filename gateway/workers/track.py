@@ -89,6 +89,7 @@ def observed(status: EfaxStatus, source: str) -> dict[str, Any]:
         "completed_at": _epoch(status.completed_at),
         "retrying": "RETRY" in raw.upper(),
         "source": source,
+        "remote_csid": status.remote_csid,
     }
 
 

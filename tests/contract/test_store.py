@@ -114,6 +114,26 @@ async def test_record_submission_creates_track_jobs_once(store: Store) -> None:
     assert actions[0] == "accepted" and "handed to eFax" in actions
 
 
+async def test_document_hashes_are_recorded_with_the_submission_and_survive_the_purge(store: Store) -> None:
+    await store.accept_message(message(1))
+    job = await store.claim(JobKind.DISPATCH, owner="w", now=2000, lease_s=60)
+    assert job is not None
+    before = await store.message("JOB00001")
+    assert before is not None and [d.sha256 for d in before.documents] == [None]
+    digest = "ab" * 32
+    doc_id = before.documents[0].id
+    ok = await store.record_submission(
+        job, owner="w", now=2001, faxes=[("f1", "n1")], note="x", hashes=[(doc_id, digest)]
+    )
+    assert ok
+    stored = await store.message("JOB00001")
+    assert stored is not None and [d.sha256 for d in stored.documents] == [digest]
+    assert await store.purge(before=10_000, now=10_000) == (1, 0)
+    purged = await store.message("JOB00001")
+    assert purged is not None and purged.purged_at is not None
+    assert [d.sha256 for d in purged.documents] == [digest]
+
+
 async def test_document_chunks_stream_the_blob(store: Store) -> None:
     content = bytes(range(256)) * 10_000
     await store.accept_message(message(1, content))
