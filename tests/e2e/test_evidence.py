@@ -92,7 +92,7 @@ async def test_confirmation_plus_fax_attaches_the_bytes_efax_received_and_the_ma
         {**MAILBOXES[0], "report_attachment": "confirmation+fax", "timezone": "America/Los_Angeles"},
         MAILBOXES[1],
     ]
-    gw, job_id, got = await deliver_one(tmp_path, simulator, sink, mailboxes=mailboxes)
+    gw, _, got = await deliver_one(tmp_path, simulator, sink, mailboxes=mailboxes)
     await gw.stop()
     [sent] = simulator.state.sent_faxes()
     files = attachments(got.message)
