@@ -228,7 +228,20 @@ class Gateway:
             lease_s=s.dispatch.lease_s,
             idle_s=s.dispatch.poll_idle_s,
         )
-        return [*trackers, reporter, reaper]
+        from gateway.workers.replies import ReplyWorker
+
+        answers = ReplyWorker(
+            self.store,
+            self.mail,
+            s,
+            canceller=self.efax,
+            policy=policy,
+            audit=self.audit,
+            name="reply-0",
+            lease_s=s.dispatch.lease_s,
+            idle_s=s.dispatch.poll_idle_s,
+        )
+        return [*trackers, reporter, reaper, answers]
 
     def _inbound_workers(self) -> list[Worker]:
         """Received faxes: the poller and delivery to the mapped inboxes.

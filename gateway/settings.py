@@ -367,6 +367,15 @@ class TrackingSettings(_Section):
         )
 
 
+class RepliesSettings(_Section):
+    enabled: bool = Field(
+        True, description="reports carry a reply address (fax-gateway+<token>@fax_domain) to retry or cancel"
+    )
+    window_s: float = Field(
+        604_800, gt=0, description="how long a report's reply address works, seconds (7 days)"
+    )
+
+
 class PolicySettings(_Section):
     allowed_countries: list[str] = Field(
         default_factory=list, description="ISO codes faxes may go to; empty: default_country only"
@@ -561,6 +570,7 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     inbound: InboundSettings = Field(default_factory=InboundSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    replies: RepliesSettings = Field(default_factory=RepliesSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     dispatch: DispatchSettings = Field(default_factory=DispatchSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)

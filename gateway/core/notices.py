@@ -113,6 +113,7 @@ class Report:
     deferred: tuple[str, ...] = ()  # numbers of the mail this delivery did not take (452 4.5.3)
     other_deliveries: tuple[OtherDelivery, ...] = ()  # the rest of the mail, delivered apart
     attached: tuple[str, ...] = ()  # file names of what the mail carries (confirmations, the fax)
+    reply_hint: str = ""  # what replying does (gateway.core.replies); empty: replies are not read
 
 
 def match_destinations(numbers: Sequence[str], destinations: Sequence[str]) -> list[int | None]:
@@ -454,7 +455,8 @@ def text_body(report: Report, zone: ZoneInfo) -> str:
         out += [f"  - {x.filename}: {x.reason}" for x in report.left_out]
     if report.attached:
         out += ["", _attached_line(report)]
-    out += ["", f"Times are in {zone.key}.", "This report was written automatically; replies are not read."]
+    closing = report.reply_hint or "This report was written automatically; replies are not read."
+    out += ["", f"Times are in {zone.key}.", closing]
     return "\n".join(out) + "\n"
 
 
@@ -495,10 +497,8 @@ def html_body(report: Report, zone: ZoneInfo) -> str:
         parts.append(f"<p>Left out (not faxed):</p><ul>{items}</ul>")
     if report.attached:
         parts.append(f"<p>{e(_attached_line(report))}</p>")
-    parts.append(
-        f"<p><small>Times are in {e(zone.key)}. This report was written automatically; "
-        "replies are not read.</small></p></body></html>"
-    )
+    closing = report.reply_hint or "This report was written automatically; replies are not read."
+    parts.append(f"<p><small>Times are in {e(zone.key)}. {e(closing)}</small></p></body></html>")
     return "\n".join(parts) + "\n"
 
 

@@ -85,6 +85,7 @@ from gateway.smtp.auth import AuthMechanisms, AuthUser, UserDirectory
 from gateway.smtp.ingress import Ingress
 from gateway.smtp.reading import MailReaders, ReadMail, Unread
 from gateway.smtp.refusals import RefusalDigest, Summary
+from gateway.smtp.replies import ReplyIntake
 from gateway.smtp.throttle import AuthThrottle, Throttled
 from gateway.smtp.usage import UsageWindows
 from gateway.store.base import (
@@ -175,6 +176,7 @@ class FaxHandler(AuthMechanisms):
         )
         self.usage = UsageWindows(store, clock=clock)
         self.ingress = Ingress()  # mails in their DATA phase, for workers that defer
+        self.replies = ReplyIntake(settings, store, self.audit, clock=clock)  # replies to reports
         self._trusted = [ipaddress.ip_network(n, strict=False) for n in settings.smtp.trusted_networks]
         masking = settings.logging.mask
         self._mask_address: Callable[[str], str] = mask_address if masking else _keep
@@ -329,6 +331,8 @@ class FaxHandler(AuthMechanisms):
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
+        if self.replies.wants(envelope, address):  # fax-gateway+<token>@fax_domain
+            return await self.replies.rcpt(self, session, envelope, address)
         txn = _transaction(envelope)
         sender = envelope.mail_from or ""
         p = self.settings.policy
@@ -370,6 +374,8 @@ class FaxHandler(AuthMechanisms):
 
     # -- what ---------------------------------------------------------------------------
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.replies.taken(envelope):  # a reply to a report, taken at RCPT
+            return await self.replies.data(self, session, envelope)
         reply = await self._data(server, session, envelope)
         piece = _transaction(envelope).partial
         if piece is not None and not reply.startswith("4"):
