@@ -14,6 +14,7 @@ record's facts and hashes only, and says why there is no picture.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,7 +82,7 @@ async def _thumbnail(store: Store, message: StoredMessage, zone: ZoneInfo) -> tu
         )
     first = message.documents[0]
     content = b"".join([chunk async for chunk in store.document_chunks(first.id)])
-    png = first_page_png(first.document_type, content)
+    png = await asyncio.to_thread(first_page_png, first.document_type, content)  # off the event loop
     return png, "" if png is not None else "No picture: the first page could not be drawn."
 
 

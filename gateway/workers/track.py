@@ -79,7 +79,7 @@ def _epoch(at: datetime | None) -> float | None:
 def observed(status: EfaxStatus, source: str) -> dict[str, Any]:
     """The details worth keeping from one status read."""
     raw = status.raw_status or ""
-    return {
+    seen = {
         "raw_status": raw,
         "error_code": status.error_code,
         "error_message": status.error_message,
@@ -89,8 +89,10 @@ def observed(status: EfaxStatus, source: str) -> dict[str, Any]:
         "completed_at": _epoch(status.completed_at),
         "retrying": "RETRY" in raw.upper(),
         "source": source,
-        "remote_csid": status.remote_csid,
     }
+    if status.remote_csid is not None:  # kept from an earlier read when this one has none
+        seen["remote_csid"] = status.remote_csid
+    return seen
 
 
 class Tracker(Worker):

@@ -17,7 +17,8 @@ from pypdf import PdfReader
 from gateway.app import Gateway
 from gateway.commands.evidence import evidence_command
 from gateway.commands.queue import queue
-from gateway.simulator.server import RunningSimulator
+from gateway.simulator.config import SimulatorConfig
+from gateway.simulator.server import RunningSimulator, start_simulator
 from tests.e2e.conftest import MAILBOXES, make_pdf, pdf_mail, smtp_send
 from tests.e2e.tracking_helpers import fast_settings, start_gateway
 from tests.helpers import wait_until
@@ -166,3 +167,37 @@ async def test_queue_show_prints_the_hashes_and_evidence_writes_the_confirmation
     assert images == 0 and "database.keep_days" in text
 
     assert await evidence_command(argparse.Namespace(id="NO-SUCH-JOB", output=str(later)), settings) == 1
+
+
+async def test_evidence_writes_the_pdf_to_stdout(
+    tmp_path: Path,
+    simulator: RunningSimulator,
+    sink: SmtpSink,
+    monkeypatch: pytest.MonkeyPatch,
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    gw, job_id, _ = await deliver_one(tmp_path, simulator, sink)
+    await gw.stop()
+    settings = fast_settings(tmp_path, simulator, relay=relay_at(sink))
+    capsysbinary.readouterr()
+    assert await evidence_command(argparse.Namespace(id=job_id, output=None), settings) == 0
+    out = capsysbinary.readouterr().out
+    assert out.startswith(b"%PDF-")
+    pages, text, _ = pdf_text(out)
+    assert pages == 1 and job_id in text
+
+
+async def test_a_remote_csid_efax_reports_is_on_the_confirmation(
+    tmp_path: Path, sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    sim = await start_simulator(SimulatorConfig(complete_after_s=0.3, destination_csid="ACME LEGAL"))
+    try:
+        gw, _, got = await deliver_one(tmp_path, sim, sink)
+        await gw.stop()
+    finally:
+        await sim.stop()
+    [confirmation] = attachments(got.message).values()
+    _, text, _ = pdf_text(confirmation)
+    assert "Remote station (CSID) ACME LEGAL" in text
