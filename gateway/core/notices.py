@@ -379,9 +379,10 @@ def _held_lines(report: Report) -> list[str]:
         "find it in eFax's list of sent faxes.",
         f"Why: {report.not_sent_reason or 'unknown'}",
         "It was not sent again, so that the recipient does not get it twice.",
-        "What you can do: ask the recipient whether it arrived. If it did not, ask your "
-        f"administrator to send it again (fax-gateway queue retry {report.job_id}); do not send "
-        "your mail again yourself, or it may arrive twice.",
+        "What you can do: ask the recipient whether it arrived. If it did not, "
+        + ("reply to this mail with the word retry, or " if report.reply_hint else "")
+        + f"ask your administrator to send it again (fax-gateway queue retry {report.job_id}); do not "
+        "send your mail again yourself, or it may arrive twice.",
     ]
 
 

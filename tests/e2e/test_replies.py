@@ -217,3 +217,72 @@ async def test_retry_by_reply_releases_a_held_fax_as_queue_retry_does(
     finally:
         await gw.stop()
     assert len(simulator.state.sent_faxes()) == 1
+
+
+async def test_over_smtp_auth_the_signed_in_sender_may_reply_and_others_may_not(
+    tmp_path: Path, simulator: RunningSimulator, sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.e2e.conftest import USER_PASSWORD
+    from tests.e2e.security_helpers import ALICE_NUMBER, USER_HASH, make_certs, secure_settings, send
+
+    monkeypatch.chdir(tmp_path)
+    certs = make_certs(tmp_path)
+    users = [
+        {"name": "alice", "password_hash": USER_HASH, "mailboxes": [ALICE_NUMBER]},
+        {"name": "bob", "password_hash": USER_HASH, "mailboxes": [ALICE_NUMBER]},
+    ]
+    settings = secure_settings(
+        tmp_path,
+        simulator.base_url,
+        certs,
+        users=users,
+        relay=relay_at(sink),
+        tracking={"first_check_s": 0.05, "max_interval_s": 0.2},
+    )
+    gw = Gateway(settings)
+    await gw.start()
+    try:
+        fax = pdf_mail(to=BUSY).as_bytes()
+        sent = await asyncio.to_thread(
+            send,
+            gw.smtp_port,
+            fax,
+            sender=ALICE,
+            rcpts=[BUSY],
+            context=certs.client,
+            user=("alice", USER_PASSWORD),
+        )
+        assert sent.code == 250, sent
+        reply_to = str((await next_mail(sink, 1)).message["Reply-To"])
+        unsigned = await asyncio.to_thread(
+            send,
+            gw.smtp_port,
+            reply(reply_to, "retry").as_bytes(),
+            sender=ALICE,
+            rcpts=[reply_to],
+            context=certs.client,
+        )
+        assert (unsigned.code, unsigned.stage) == (530, "mail")
+        bob = await asyncio.to_thread(
+            send,
+            gw.smtp_port,
+            reply(reply_to, "retry", sender="bob@example.com").as_bytes(),
+            sender="bob@example.com",
+            rcpts=[reply_to],
+            context=certs.client,
+            user=("bob", USER_PASSWORD),
+        )
+        assert (bob.code, bob.stage) == (550, "rcpt") and "Only the sender" in bob.text
+        alice = await asyncio.to_thread(
+            send,
+            gw.smtp_port,
+            reply(reply_to, "retry").as_bytes(),
+            sender=ALICE,
+            rcpts=[reply_to],
+            context=certs.client,
+            user=("alice", USER_PASSWORD),
+        )
+        assert alice.code == 250, alice
+        assert (await next_mail(sink, 2)).message["Subject"] == "Fax retry: Contract"
+    finally:
+        await gw.stop()
