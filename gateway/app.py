@@ -237,6 +237,7 @@ class Gateway:
             canceller=self.efax,
             policy=policy,
             audit=self.audit,
+            on_queued=self._wake_queue,
             name="reply-0",
             lease_s=s.dispatch.lease_s,
             idle_s=s.dispatch.poll_idle_s,

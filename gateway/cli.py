@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     qsub = queue.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ql = qsub.add_parser("list", parents=[common], help="list jobs")
     ql.add_argument("--state", help="queued, active, deferred, done, failed, held, dead")
-    ql.add_argument("--kind", help="dispatch, track, report, deliver")
+    ql.add_argument("--kind", help="dispatch, track, report, deliver, reply")
     ql.add_argument("--older-than", type=float, metavar="SECONDS", help="only jobs older than this")
     ql.add_argument("--limit", type=int, default=50)
     qs = qsub.add_parser("show", parents=[common], help="a mail's whole story (by job id or fax id)")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import email.policy
 import logging
 import random
+from collections.abc import Callable
 from typing import Any
 
 from gateway.audit import Audit
@@ -60,9 +61,11 @@ class ReplyWorker(Worker):
         policy: RetryPolicy,
         audit: Audit | None = None,
         rng: random.Random | None = None,
+        on_queued: Callable[[], None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(store, **kwargs)
+        self.on_queued = on_queued  # jobs made due (a retry, a cancel's tracking): their workers look now
         self.sender = sender
         self.settings = settings
         self.canceller = canceller
@@ -81,6 +84,8 @@ class ReplyWorker(Worker):
         if "done" not in payload:  # the action, once, even when the answer must wait
             subject, lines, new_job = await self._act(word, message, payload)
             payload["done"] = {"subject": subject, "lines": lines, "new_job": new_job}
+            if self.on_queued is not None:
+                self.on_queued()
             if self.audit is not None:
                 self.audit.reply("done", job=message.id, sender=str(payload.get("sender", "")), word=word,
                                  outcome=lines[0] if lines else "", new_job=new_job)  # fmt: skip

@@ -286,3 +286,31 @@ async def test_over_smtp_auth_the_signed_in_sender_may_reply_and_others_may_not(
         assert (await next_mail(sink, 2)).message["Subject"] == "Fax retry: Contract"
     finally:
         await gw.stop()
+
+
+async def test_an_answer_the_relay_defers_is_sent_later_without_acting_twice(
+    tmp_path: Path, simulator: RunningSimulator, sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    gw, job_id, reply_to = await failed_report(tmp_path, simulator, sink)
+    try:
+        sink.fail_data = "451 4.3.0 try again later"
+        taken = await smtp_send(gw.smtp_port, reply(reply_to, "retry"))
+        assert taken.code == 250
+        assert gw.store is not None
+        store = gw.store
+
+        async def deferred() -> bool:
+            jobs = await store.jobs(kind=JobKind.REPLY)
+            return bool(jobs) and jobs[0].attempts >= 2
+
+        await wait_until(deferred, timeout=10)
+        sink.fail_data = None
+        subjects_now = await wait_until(lambda: "Fax retry: Contract" in subjects(sink) or None, timeout=10)
+        assert subjects_now
+        await wait_until(lambda: len(sink.messages) >= 3, timeout=15)  # the new attempt's report
+        attempts = [e for e in await store.events(job_id) if e.action == "new attempt"]
+        assert len(attempts) == 1
+    finally:
+        await gw.stop()
+    assert len(simulator.state.sent_faxes()) == 2
