@@ -77,8 +77,13 @@ class ReplyWorker(Worker):
         payload = dict(job.payload)
         message = await self.store.message(str(payload.get("message_id", "")))
         if message is None:
-            await self.store.finish(job, owner=self.owner, now=self.clock(), state=JobState.FAILED,
-                                    error="the mail is no longer in the store")  # fmt: skip
+            await self.store.finish(
+                job,
+                owner=self.owner,
+                now=self.clock(),
+                state=JobState.FAILED,
+                error="the mail is no longer in the store",
+            )
             return
         word = str(payload.get("word", "other"))
         if "done" not in payload:  # the action, once, even when the answer must wait
@@ -87,8 +92,14 @@ class ReplyWorker(Worker):
             if self.on_queued is not None:
                 self.on_queued()
             if self.audit is not None:
-                self.audit.reply("done", job=message.id, sender=str(payload.get("sender", "")), word=word,
-                                 outcome=lines[0] if lines else "", new_job=new_job)  # fmt: skip
+                self.audit.reply(
+                    "done",
+                    job=message.id,
+                    sender=str(payload.get("sender", "")),
+                    word=word,
+                    outcome=lines[0] if lines else "",
+                    new_job=new_job,
+                )
         done = payload["done"]
         await self._answer(job, message, payload, str(done["subject"]), [str(x) for x in done["lines"]])
 
@@ -102,8 +113,15 @@ class ReplyWorker(Worker):
             lines, new_job = await self._retry(message, source)
             return f"Fax retry: {title}", lines, new_job
         if word == "cancel":
-            outcome = await actions.cancel(self.store, message.id, self.canceller, now=self.clock(),
-                                           source=source)  # fmt: skip
+            outcome = await actions.cancel(
+                self.store, message.id, self.canceller, now=self.clock(), source=source
+            )
+            if outcome.ok and any(c.startswith("dispatch ") for c in outcome.changed):
+                return (
+                    f"Fax cancelled: {title}",
+                    ["Cancelled before it was sent to eFax: nothing was faxed."],
+                    None,
+                )
             if outcome.ok:
                 lines = [
                     "Cancel requested. " + " ".join(outcome.said),
@@ -118,8 +136,10 @@ class ReplyWorker(Worker):
     async def _retry(self, message: StoredMessage, source: str) -> tuple[list[str], str | None]:
         dispatch = await self.store.find_job(JobKind.DISPATCH, message.id)
         if message.purged_at is not None:
-            return ["Not sent again: the mail's documents were deleted after the days the gateway keeps "
-                    "them (database.keep_days). Send your mail again."], None  # fmt: skip
+            return [
+                "Not sent again: the mail's documents were deleted after the days the gateway keeps "
+                "them (database.keep_days). Send your mail again."
+            ], None
         if dispatch is not None and dispatch.state is JobState.HELD:
             outcome = await actions.retry(self.store, message.id, now=self.clock(), source=source)
             return [*outcome.said, "A report follows, as for any fax."], None
@@ -138,9 +158,14 @@ class ReplyWorker(Worker):
         if not again:
             return ["Not sent again: it was delivered to every number."], None
         new_id = new_job_id(self.clock())
-        made = await self.store.copy_message(message.id, new_id=new_id, recipients=again,
-                                             auth=f"{message.auth}; {source}", now=self.clock(),
-                                             detail=source)  # fmt: skip
+        made = await self.store.copy_message(
+            message.id,
+            new_id=new_id,
+            recipients=again,
+            auth=f"{message.auth}; {source}",
+            now=self.clock(),
+            detail=source,
+        )
         if not made:
             return ["Not sent again: the mail's documents are no longer kept. Send your mail again."], None
         numbers = ", ".join(r.pretty for r in again)
@@ -171,18 +196,21 @@ class ReplyWorker(Worker):
                 await self.store.finish(job, owner=self.owner, now=now, state=JobState.FAILED, error=str(err))
                 return
             delay = self.policy.delay(job.attempts, rng=self.rng)
-            await self.store.defer(job, owner=self.owner, now=now, run_after=now + delay, error=str(err),
-                                   payload=payload)  # fmt: skip
+            await self.store.defer(
+                job, owner=self.owner, now=now, run_after=now + delay, error=str(err), payload=payload
+            )
             return
         except MailPermanent as err:
             await self.store.finish(
                 job, owner=self.owner, now=self.clock(), state=JobState.FAILED, error=str(err)
             )
-            log.warning("answer to a reply refused by the relay: %s", err,
-                        extra=event("answer refused", job=message.id, to=mask_address(to)))  # fmt: skip
+            log.warning(
+                "answer to a reply refused by the relay: %s",
+                err,
+                extra=event("answer refused", job=message.id, to=mask_address(to)),
+            )
             return
-        await self.store.finish_and_enqueue(job, owner=self.owner, now=self.clock(), state=JobState.DONE,
-                                            enqueue=())  # fmt: skip
+        await self.store.finish(job, owner=self.owner, now=self.clock(), state=JobState.DONE)
         await self.store.add_event(
             "answer sent", now=self.clock(), message_id=message.id, detail=f"{subject} to {to}"
         )

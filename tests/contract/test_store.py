@@ -137,10 +137,12 @@ async def test_document_hashes_are_recorded_with_the_submission_and_survive_the_
 
 async def test_a_reply_token_works_once_and_not_after_it_ran_out(store: Store) -> None:
     await store.accept_message(message(1))
-    await store.add_reply_token(token_hash="h1", message_id="JOB00001", report_ref="JOB00001", now=2000,
-                                expires_at=3000)  # fmt: skip
-    await store.add_reply_token(token_hash="h2", message_id="JOB00001", report_ref="JOB00001:held", now=2000,
-                                expires_at=2500)  # fmt: skip
+    await store.add_reply_token(
+        token_hash="h1", message_id="JOB00001", report_ref="JOB00001", now=2000, expires_at=3000
+    )
+    await store.add_reply_token(
+        token_hash="h2", message_id="JOB00001", report_ref="JOB00001:held", now=2000, expires_at=2500
+    )
     token = await store.reply_token("h1")
     assert token is not None and token.usable(2999) and not token.usable(3001)
     job = NewJob(JobKind.REPLY, "R1", {"word": "retry"})
@@ -164,8 +166,9 @@ async def test_copy_message_is_a_new_attempt_with_the_same_documents(store: Stor
     content = bytes(range(256)) * 100
     await store.accept_message(message(1, content))
     again = [Recipient("13235550000", "+1 323-555-0000", "Bob")]
-    assert await store.copy_message("JOB00001", new_id="JOB00002", recipients=again, auth="trusted x",
-                                    now=5000, detail="reply from a")  # fmt: skip
+    assert await store.copy_message(
+        "JOB00001", new_id="JOB00002", recipients=again, auth="trusted x", now=5000, detail="reply from a"
+    )
     copy = await store.message("JOB00002")
     assert copy is not None and copy.recipients == tuple(again) and copy.submit_state == "none"
     assert copy.received_at == 5000 and copy.message_id == "<m1@example.com>"

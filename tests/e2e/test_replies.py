@@ -314,3 +314,25 @@ async def test_an_answer_the_relay_defers_is_sent_later_without_acting_twice(
     finally:
         await gw.stop()
     assert len(simulator.state.sent_faxes()) == 2
+
+
+async def test_cancel_by_reply_to_a_held_notice_stops_it_before_any_resend(
+    tmp_path: Path, simulator: RunningSimulator, sink: SmtpSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    await sim_post(
+        simulator, "/_sim/faults", {"method": "POST", "path": "/faxes", "kind": "drop", "count": 1}
+    )
+    dispatch = {"reconcile_window_s": 1.5, "reconcile_every_s": 0.3}
+    gw = await start_gateway(tmp_path, simulator, relay=relay_at(sink), dispatch=dispatch)
+    try:
+        assert (await smtp_send(gw.smtp_port, pdf_mail())).code == 250
+        held = await next_mail(sink, 1)
+        taken = await smtp_send(gw.smtp_port, reply(str(held.message["Reply-To"]), "cancel"))
+        assert taken.code == 250
+        answer = await next_mail(sink, 2)
+        assert answer.message["Subject"] == "Fax cancelled: Contract"
+        await asyncio.sleep(0.5)
+    finally:
+        await gw.stop()
+    assert simulator.state.sent_faxes() == [] and len(sink.messages) == 2
