@@ -21,6 +21,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from gateway.core import confirmation
+from gateway.core.addressing import format_number
 from gateway.core.confirmation import Confirmation, SentDocument
 from gateway.core.notices import match_destinations
 from gateway.core.result_codes import explain
@@ -111,7 +112,7 @@ def _confirmation(
         result_detail=detail,
         destination=recipient.pretty if recipient is not None else fax.destination,
         recipient_name=recipient.name if recipient is not None else None,
-        from_number=from_number,
+        from_number=format_number(from_number) if from_number else "not configured",
         sender=message.header_from or message.envelope_from,
         subject=message.subject,
         accepted_at=message.received_at,
