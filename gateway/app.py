@@ -254,7 +254,21 @@ class Gateway:
             idle_s=s.workers.poll_idle_s,
             max_crashes=s.workers.max_crashes,
         )
-        return [*trackers, reporter, reaper]
+        from gateway.workers.replies import ReplyWorker
+
+        answers = ReplyWorker(
+            self.store,
+            self.mail,
+            s,
+            canceller=self.efax,
+            policy=policy,
+            audit=self.audit,
+            on_queued=self._wake_queue,
+            name="reply-0",
+            lease_s=s.dispatch.lease_s,
+            idle_s=s.dispatch.poll_idle_s,
+        )
+        return [*trackers, reporter, reaper, answers]
 
     def _inbound_workers(self) -> list[Worker]:
         """Received faxes: the poller and delivery to the mapped inboxes.

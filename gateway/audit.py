@@ -186,6 +186,23 @@ class Audit:
         """``action``: login, login refused, logout, retry, cancel; ``admin``: the name (tried)."""
         self._write(f"admin {action}", admin=admin, peer=peer, job=job, outcome=outcome, reason=reason)
 
+    # -- replies to reports ----------------------------------------------------------------
+    def reply(
+        self,
+        action: str,
+        *,
+        job: str,
+        sender: str,
+        word: str,
+        outcome: str,
+        who: str | None = None,
+        new_job: str | None = None,
+    ) -> None:
+        """``action``: taken (at SMTP) or done (by the reply worker); ``word``: the reply's first word."""
+        self._write(
+            f"reply {action}", job=job, sender=sender, who=who, word=word, outcome=outcome, new_job=new_job
+        )
+
     # -- the line ------------------------------------------------------------------------
     def _write(self, name: str, **fields: Any) -> None:
         at = datetime.fromtimestamp(self.clock(), UTC).isoformat(timespec="milliseconds")

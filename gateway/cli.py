@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     qsub = queue.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ql = qsub.add_parser("list", parents=[common], help="list jobs")
     ql.add_argument("--state", help="queued, active, deferred, done, failed, held, dead")
-    ql.add_argument("--kind", help="dispatch, track, report, deliver")
+    ql.add_argument("--kind", help="dispatch, track, report, deliver, reply")
     ql.add_argument("--older-than", type=float, metavar="SECONDS", help="only jobs older than this")
     ql.add_argument("--limit", type=int, default=50)
     qs = qsub.add_parser("show", parents=[common], help="a mail's whole story (by job id or fax id)")
@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     qc = qsub.add_parser("cancel", parents=[common], help="cancel a fax")
     qc.add_argument("id")
 
+    ev = sub.add_parser(
+        "evidence", parents=[common], help="write a mail's transmission confirmation PDF to stdout"
+    )
+    ev.add_argument("id", help="the job id (queued as ...) or a fax id")
+    ev.add_argument("--output", "-o", help="write to this file instead of stdout")
     sub.add_parser("check", parents=[common], help="check configuration, eFax and relay")
     sub.add_parser("hash-password", parents=[common], help="make a password hash for [[users]] or [[admins]]")
     return parser
@@ -131,6 +136,10 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         from gateway.commands.queue import queue
 
         return await queue(args, settings)
+    if args.command == "evidence":
+        from gateway.commands.evidence import evidence_command
+
+        return await evidence_command(args, settings)
     if args.command == "check":
         from gateway.commands.check import check
 

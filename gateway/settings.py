@@ -376,6 +376,15 @@ class TrackingSettings(_Section):
         )
 
 
+class RepliesSettings(_Section):
+    enabled: bool = Field(
+        True, description="reports carry a reply address (fax-gateway+<token>@fax_domain) to retry or cancel"
+    )
+    window_s: float = Field(
+        604_800, gt=0, description="how long a report's reply address works, seconds (7 days)"
+    )
+
+
 class PolicySettings(_Section):
     allowed_countries: list[str] = Field(
         default_factory=list, description="ISO codes faxes may go to; empty: default_country only"
@@ -548,12 +557,36 @@ class Mailbox(_Section):
         "auto", description="cover page: auto (when the mail has attachments and text), always, never"
     )
     reports: Literal["all", "failures"] = Field("all", description="which outcome reports senders get")
+    report_attachment: Literal["confirmation", "confirmation+fax", "none"] = Field(
+        "confirmation",
+        description=(
+            "what a delivered report carries: a one-page transmission confirmation PDF per fax, "
+            "that and the faxed documents themselves, or nothing"
+        ),
+    )
+    timezone: str = Field(
+        "", description="IANA zone for this mailbox's confirmations beside UTC; empty: the top-level timezone"
+    )
     retention: Literal["keep", "delete_after_delivery"] = Field(
         "keep", description="what happens to a received fax at eFax once it was mailed"
     )
     deliver_mode: Literal["together", "separately"] = Field(
         "together", description="one mail to all deliver_to addresses, or one mail each"
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _mailbox_zone(cls, value: str) -> str:
+        if value:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as err:
+                raise ValueError(f"{value!r} is not an IANA time zone such as Europe/Berlin") from err
+        return value
+
+    def zone(self, default: ZoneInfo) -> ZoneInfo:
+        """The mailbox's own zone, else ``default`` (the top-level ``timezone``)."""
+        return ZoneInfo(self.timezone) if self.timezone else default
 
 
 def _digits(number: str) -> str:
@@ -593,6 +626,9 @@ class Settings(BaseSettings):
     )
     tracking: TrackingSettings = Field(
         default_factory=TrackingSettings, description="[tracking]: status reads of faxes sent"
+    )
+    replies: RepliesSettings = Field(
+        default_factory=RepliesSettings, description="[replies]: acting on a fax by replying to its report"
     )
     policy: PolicySettings = Field(
         default_factory=PolicySettings, description="[policy]: destinations and sending limits"

@@ -112,6 +112,8 @@ class Report:
     cover_page: bool = False  # a cover page went first (eFax's page counts include it)
     deferred: tuple[str, ...] = ()  # numbers of the mail this delivery did not take (452 4.5.3)
     other_deliveries: tuple[OtherDelivery, ...] = ()  # the rest of the mail, delivered apart
+    attached: tuple[str, ...] = ()  # file names of what the mail carries (confirmations, the fax)
+    reply_hint: str = ""  # what replying does (gateway.core.replies); empty: replies are not read
 
 
 def match_destinations(numbers: Sequence[str], destinations: Sequence[str]) -> list[int | None]:
@@ -377,9 +379,10 @@ def _held_lines(report: Report) -> list[str]:
         "find it in eFax's list of sent faxes.",
         f"Why: {report.not_sent_reason or 'unknown'}",
         "It was not sent again, so that the recipient does not get it twice.",
-        "What you can do: ask the recipient whether it arrived. If it did not, ask your "
-        f"administrator to send it again (fax-gateway queue retry {report.job_id}); do not send "
-        "your mail again yourself, or it may arrive twice.",
+        "What you can do: ask the recipient whether it arrived. If it did not, "
+        + ("reply to this mail with the word retry, or " if report.reply_hint else "")
+        + f"ask your administrator to send it again (fax-gateway queue retry {report.job_id}); do not "
+        "send your mail again yourself, or it may arrive twice.",
     ]
 
 
@@ -420,6 +423,13 @@ def _documents_title(report: Report) -> str:
     return "Documents in your mail:"
 
 
+def _attached_line(report: Report) -> str:
+    return (
+        f"Attached: {', '.join(report.attached)}. A confirmation is a one-page transmission report "
+        "with the SHA-256 of every document handed to eFax."
+    )
+
+
 def text_body(report: Report, zone: ZoneInfo) -> str:
     out = [_summary(report), ""]
     split = _split_lines(report)
@@ -444,7 +454,10 @@ def text_body(report: Report, zone: ZoneInfo) -> str:
     if report.left_out:
         out.append("Left out (not faxed):")
         out += [f"  - {x.filename}: {x.reason}" for x in report.left_out]
-    out += ["", f"Times are in {zone.key}.", "This report was written automatically; replies are not read."]
+    if report.attached:
+        out += ["", _attached_line(report)]
+    closing = report.reply_hint or "This report was written automatically; replies are not read."
+    out += ["", f"Times are in {zone.key}.", closing]
     return "\n".join(out) + "\n"
 
 
@@ -483,10 +496,10 @@ def html_body(report: Report, zone: ZoneInfo) -> str:
     if report.left_out:
         items = "".join(f"<li>{e(x.filename)}: {e(x.reason)}</li>" for x in report.left_out)
         parts.append(f"<p>Left out (not faxed):</p><ul>{items}</ul>")
-    parts.append(
-        f"<p><small>Times are in {e(zone.key)}. This report was written automatically; "
-        "replies are not read.</small></p></body></html>"
-    )
+    if report.attached:
+        parts.append(f"<p>{e(_attached_line(report))}</p>")
+    closing = report.reply_hint or "This report was written automatically; replies are not read."
+    parts.append(f"<p><small>Times are in {e(zone.key)}. {e(closing)}</small></p></body></html>")
     return "\n".join(parts) + "\n"
 
 

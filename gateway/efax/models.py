@@ -158,6 +158,9 @@ class FaxStatus:
     completed_at: datetime | None
     attempts: int | None
     source: str = "transmission-details"  # or "metadata", when no details path answered
+    # The remote station id (CSID) eFax reports for the answering machine, when it reports
+    # one (a metadata field, destination_fax_csid; unconfirmed elsewhere): None otherwise.
+    remote_csid: str | None = None
 
 
 @dataclass(frozen=True)

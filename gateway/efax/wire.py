@@ -170,6 +170,7 @@ class WireFax(_Wire):
     originating_fax_number: Text = None
     originating_fax_tsid: Text = None
     destination_fax_number: Text = None
+    destination_fax_csid: Text = None  # the answering machine's station id, when eFax reports it
     image_downloaded: Bool = None
     transmission_data: Annotated[WireTransmissionData | None, BeforeValidator(_object)] = None
     client_tracking_data: Annotated[WireClientData | None, BeforeValidator(_object)] = None
@@ -352,6 +353,7 @@ def to_status(wire: WireFax, fax_id: str, source: str = "transmission-details") 
         completed_at=parse_timestamp(td.completed_timestamp or wire.completed_timestamp),
         attempts=len(attempts) if attempts else _int(wire.attempts),
         source=source,
+        remote_csid=_number(wire.destination_fax_csid),
     )
 
 

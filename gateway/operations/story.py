@@ -71,6 +71,8 @@ async def find_story(store: Store, some_id: str, zone: ZoneInfo) -> Story | None
     for d in message.documents:
         pages = f"{d.pages} page" + ("" if d.pages == 1 else "s")
         facts.append(f"  document {d.seq + 1}: {d.filename} ({d.detected} -> {d.document_type}, {pages})")
+        if d.sha256:  # recorded when it was handed to eFax
+            facts.append(f"    sha256 {d.sha256} ({d.size} bytes handed to eFax)")
     for item in message.options.left_out:
         facts.append(f"  left out: {item.filename}: {item.reason}")
     if message.purged_at is not None:

@@ -91,6 +91,10 @@ class SimulatorConfig:
     # Timestamp format: "z" 2024-05-10T15:07:01.000Z, "offset" 2024-05-10T15:07:01+00:00,
     # "compact" 2024-05-10T15:07:01.000+0000.
     timestamp_style: str = "z"
+    # The answering machine's station id (CSID) reported for a delivered outbound fax, as
+    # destination_fax_csid in metadata and in transmission-details (where eFax carries it is
+    # unconfirmed); "": none reported, the field empty in metadata as in eFax's example.
+    destination_csid: str = ""
     # Largest accepted POST /faxes body, bytes.
     max_body_bytes: int = MAX_BODY_BYTES
     # Most requests kept for /_sim/requests (the oldest are dropped); stats count all.

@@ -110,7 +110,7 @@ def metadata(fax: FaxRecord, status: Status, config: SimulatorConfig) -> dict[st
         "originating_fax_number": originating,
         "destination_fax_number": fax.destination_number,
         "originating_fax_tsid": fax.originating_tsid,
-        "destination_fax_csid": "",
+        "destination_fax_csid": _csid(status, config),
         "routing_data": {
             "from_name": str(cover.get("from_name", "")),
             "to_name": fax.to_name,
@@ -159,7 +159,13 @@ def transmission_details(fax: FaxRecord, status: Status, config: SimulatorConfig
             "billable_retries": None,
         },
         "attempts": attempts,
+        **({"destination_fax_csid": _csid(status, config)} if _csid(status, config) else {}),
     }
+
+
+def _csid(status: Status, config: SimulatorConfig) -> str:
+    """The remote station id, once delivered, when the config names one."""
+    return config.destination_csid if status.state is FaxState.COMPLETE else ""
 
 
 def transaction_id_or_new(header_value: str | None) -> str:

@@ -72,6 +72,7 @@ from gateway.smtp.auth import AuthMechanisms, UserDirectory
 from gateway.smtp.identity import Identity, Refusal, peer
 from gateway.smtp.reading import MailReaders, ReadMail, Unread
 from gateway.smtp.refusal_log import RefusalLog
+from gateway.smtp.replies import ReplyIntake
 from gateway.smtp.sending_limits import SendingLimits
 from gateway.smtp.split_mail import SplitMails
 from gateway.smtp.stored_message import new_message
@@ -121,6 +122,7 @@ class FaxHandler(AuthMechanisms):
         self.usage = self.sending_limits.usage
         self.split_mails = SplitMails(smtp, store, self.sending_limits, clock=clock)
         self.arrivals = Arrivals()  # mails in their DATA phase, for workers that defer
+        self.replies = ReplyIntake(settings, store, self.audit, clock=clock)  # replies to reports
 
     # -- connection hooks (called by gateway.smtp.server.FaxSMTP) -----------------------
     def is_trusted_ip(self, host: str) -> bool:
@@ -226,6 +228,8 @@ class FaxHandler(AuthMechanisms):
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
+        if self.replies.wants(envelope, address):  # fax-gateway+<token>@fax_domain
+            return await self.replies.rcpt(self, session, envelope, address)
         txn = _transaction(envelope)
         sender = envelope.mail_from or ""
         p = self.settings.policy
@@ -267,6 +271,8 @@ class FaxHandler(AuthMechanisms):
 
     # -- what ---------------------------------------------------------------------------
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.replies.taken(envelope):  # a reply to a report, taken at RCPT
+            return await self.replies.data(self, session, envelope)
         reply = await self._data(server, session, envelope)
         await self.split_mails.done(_transaction(envelope), reply)
         return reply

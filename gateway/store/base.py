@@ -35,6 +35,7 @@ class JobKind(StrEnum):
     REPORT = "report"  # mail the sender what happened
     DELIVER = "deliver"  # mail a received fax to its mapped inboxes
     PARTIAL = "partial"  # a split mail's pieces: tell the sender if they never all arrive
+    REPLY = "reply"  # a sender's reply to a report: retry, cancel, or an answer listing the words
 
 
 class StoreError(Exception):
@@ -171,6 +172,7 @@ class StoredDocument:
     detected: str
     pages: int
     size: int
+    sha256: str | None = None  # hex, of the bytes handed to eFax; None before dispatch
 
 
 @dataclass(frozen=True)
@@ -219,6 +221,22 @@ class PollRecord:
     last_try_at: float | None
     last_ok_at: float | None
     last_error: str | None
+
+
+@dataclass(frozen=True)
+class ReplyToken:
+    """A report's reply address token, as stored: only its hash."""
+
+    token_hash: str
+    message_id: str
+    report_ref: str  # the report job whose mail carried it
+    created_at: float
+    expires_at: float
+    used_at: float | None
+    used_for: str | None
+
+    def usable(self, now: float) -> bool:
+        return self.used_at is None and now <= self.expires_at
 
 
 @dataclass(frozen=True)
@@ -346,9 +364,17 @@ class Store(Protocol):
     async def set_submit_state(self, message_id: str, state: str, *, now: float) -> None: ...
 
     async def record_submission(
-        self, job: Job, *, owner: str, now: float, faxes: Sequence[tuple[str, str]], note: str
+        self,
+        job: Job,
+        *,
+        owner: str,
+        now: float,
+        faxes: Sequence[tuple[str, str]],
+        note: str,
+        hashes: Sequence[tuple[int, str]] = (),
     ) -> bool:
-        """One transaction: the fax ids, submit_state=submitted, dispatch job done, track jobs."""
+        """One transaction: the fax ids, submit_state=submitted, dispatch job done, track jobs,
+        and ``hashes``, (document id, SHA-256 hex) of each document as it was handed to eFax."""
 
     async def faxes(self, message_id: str) -> list[FaxRecord]: ...
 
@@ -423,6 +449,33 @@ class Store(Protocol):
         """One transaction: the track job done, the fax's final status and its event, and
         ``report`` enqueued when (and only when) no other fax of the same mail is still tracked.
         Returns (finished, report_enqueued); finished is False when the lease was lost."""
+
+    # -- replies to reports ------------------------------------------------------------
+    async def add_reply_token(
+        self, *, token_hash: str, message_id: str, report_ref: str, now: float, expires_at: float
+    ) -> None: ...
+
+    async def reply_token(self, token_hash: str) -> ReplyToken | None: ...
+
+    async def use_reply_token(
+        self, token_hash: str, *, now: float, used_for: str, job: NewJob, detail: str
+    ) -> bool:
+        """One transaction: the token marked used (once, and only before it runs out), the
+        reply's job queued and an event in the mail's story; False when it was not usable."""
+
+    async def copy_message(
+        self,
+        message_id: str,
+        *,
+        new_id: str,
+        recipients: Sequence[Recipient],
+        auth: str,
+        now: float,
+        detail: str,
+    ) -> bool:
+        """One transaction: a new mail ``new_id`` with the bytes and documents of
+        ``message_id``, to ``recipients``, with its dispatch job and an event in both
+        stories (a new attempt); False when the mail is gone or its bytes were purged."""
 
     # -- retention (database.keep_days) -----------------------------------------------
     async def purge(self, *, before: float, now: float, limit: int = 200) -> tuple[int, int]:

@@ -44,6 +44,8 @@ from gateway.store.base import (
     NewMessage,
     PollRecord,
     ReceivedRecord,
+    Recipient,
+    ReplyToken,
     StoredMessage,
     StoreError,
     Usage,
@@ -422,9 +424,16 @@ class SqlStore:
         await self._write(lambda tx: ops.set_submit_state(tx, message_id, state, now))
 
     async def record_submission(
-        self, job: Job, *, owner: str, now: float, faxes: Sequence[tuple[str, str]], note: str
+        self,
+        job: Job,
+        *,
+        owner: str,
+        now: float,
+        faxes: Sequence[tuple[str, str]],
+        note: str,
+        hashes: Sequence[tuple[int, str]] = (),
     ) -> bool:
-        return await self._write(lambda tx: ops.record_submission(tx, job, owner, now, faxes, note))
+        return await self._write(lambda tx: ops.record_submission(tx, job, owner, now, faxes, note, hashes))
 
     async def faxes(self, message_id: str) -> list[FaxRecord]:
         return await self._read(lambda tx: ops.faxes(tx, message_id))
@@ -494,6 +503,35 @@ class SqlStore:
         return await self._read(ops.polls)
 
     # -- retention, health, limits ----------------------------------------------------------------------
+    async def add_reply_token(
+        self, *, token_hash: str, message_id: str, report_ref: str, now: float, expires_at: float
+    ) -> None:
+        await self._write(
+            lambda tx: ops.add_reply_token(tx, token_hash, message_id, report_ref, now, expires_at)
+        )
+
+    async def reply_token(self, token_hash: str) -> ReplyToken | None:
+        return await self._read(lambda tx: ops.reply_token(tx, token_hash))
+
+    async def use_reply_token(
+        self, token_hash: str, *, now: float, used_for: str, job: NewJob, detail: str
+    ) -> bool:
+        return await self._write(lambda tx: ops.use_reply_token(tx, token_hash, now, used_for, job, detail))
+
+    async def copy_message(
+        self,
+        message_id: str,
+        *,
+        new_id: str,
+        recipients: Sequence[Recipient],
+        auth: str,
+        now: float,
+        detail: str,
+    ) -> bool:
+        return await self._write(
+            lambda tx: ops.copy_message(tx, message_id, new_id, recipients, auth, now, detail)
+        )
+
     async def purge(self, *, before: float, now: float, limit: int = 200) -> tuple[int, int]:
         return await self._write(lambda tx: ops.purge(tx, before, now, limit))
 

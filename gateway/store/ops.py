@@ -12,6 +12,7 @@ taken over changes nothing (the function returns False).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -31,6 +32,7 @@ from gateway.store.base import (
     PollRecord,
     ReceivedRecord,
     Recipient,
+    ReplyToken,
     StoredDocument,
     StoredMessage,
     TooManySplitMails,
@@ -347,11 +349,19 @@ def set_submit_state(tx: Tx, message_id: str, state: str, now: float) -> None:
 
 
 def record_submission(
-    tx: Tx, job: Job, owner: str, now: float, faxes: Sequence[tuple[str, str]], note: str
+    tx: Tx,
+    job: Job,
+    owner: str,
+    now: float,
+    faxes: Sequence[tuple[str, str]],
+    note: str,
+    hashes: Sequence[tuple[int, str]] = (),
 ) -> bool:
     if not finish(tx, job, owner, now, JobState.DONE, None):
         return False  # our lease was taken over: the new owner records it
     tx.execute(tx.q.SET_SUBMIT_STATE, ("submitted", job.ref))
+    for document_id, digest in hashes:
+        tx.execute(tx.q.SET_DOCUMENT_SHA256, (digest, document_id, job.ref))
     for fax_id, destination in faxes:
         tx.execute(tx.q.INSERT_FAX, (fax_id, job.ref, destination, now))
         _insert_job(tx, JobKind.TRACK, fax_id, {}, now, now)
@@ -457,6 +467,53 @@ def record_poll(tx: Tx, user_id: str, now: float, ok: bool, error: str | None) -
 
 def polls(tx: Tx) -> list[PollRecord]:
     return [PollRecord(*r) for r in tx.execute(tx.q.SELECT_POLLS).fetchall()]
+
+
+# -- replies to reports ----------------------------------------------------------------------------------
+def add_reply_token(
+    tx: Tx, token_hash: str, message_id: str, report_ref: str, now: float, expires_at: float
+) -> None:
+    tx.execute(tx.q.INSERT_REPLY_TOKEN, (token_hash, message_id, report_ref, now, expires_at))
+
+
+def reply_token(tx: Tx, token_hash: str) -> ReplyToken | None:
+    row = tx.execute(tx.q.SELECT_REPLY_TOKEN, (token_hash,)).fetchone()
+    return None if row is None else ReplyToken(*row)
+
+
+def use_reply_token(tx: Tx, token_hash: str, now: float, used_for: str, job: NewJob, detail: str) -> bool:
+    found = reply_token(tx, token_hash)
+    if found is None or tx.execute(tx.q.USE_REPLY_TOKEN, (now, used_for, token_hash, now)).rowcount != 1:
+        return False
+    _insert_job(tx, job.kind, job.ref, job.payload, job.run_after or now, now)
+    add_event(tx, "reply", now, found.message_id, None, detail)
+    return True
+
+
+def copy_message(
+    tx: Tx,
+    message_id: str,
+    new_id: str,
+    recipients: Sequence[Recipient],
+    auth: str,
+    now: float,
+    detail: str,
+) -> bool:
+    old = message(tx, message_id)
+    if old is None or old.purged_at is not None:
+        return False
+    listed = dumps([{"number": r.number, "pretty": r.pretty, "name": r.name} for r in recipients])
+    options = dataclasses.replace(old.options, deferred=())  # a new attempt is not a split mail's part
+    pages = len(recipients) * sum(d.pages for d in old.documents)
+    args = (new_id, now, auth, listed, options.to_json(), len(recipients), pages, message_id)
+    if tx.execute(tx.q.COPY_MESSAGE, args).rowcount != 1:
+        return False
+    tx.execute(tx.q.COPY_RAW, (new_id, message_id))
+    tx.execute(tx.q.COPY_DOCUMENTS, (new_id, message_id))
+    _insert_job(tx, JobKind.DISPATCH, new_id, {}, now, now)
+    add_event(tx, "accepted", now, new_id, None, f"{auth}; a new attempt of {message_id}")
+    add_event(tx, "new attempt", now, message_id, None, f"{new_id}: {detail}")
+    return True
 
 
 # -- locks ---------------------------------------------------------------------------------------------

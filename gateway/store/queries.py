@@ -143,9 +143,11 @@ class Queries:
      ORDER BY received_at, id
     """
     SELECT_DOCUMENTS = """
-    SELECT id, seq, filename, document_type, detected, pages, size
+    SELECT id, seq, filename, document_type, detected, pages, size, sha256
       FROM documents WHERE message_id = ? ORDER BY seq
     """
+    # The SHA-256 of a document as it was handed to eFax (written with the fax ids).
+    SET_DOCUMENT_SHA256 = "UPDATE documents SET sha256 = ? WHERE id = ? AND message_id = ?"
     SET_SUBMIT_STATE = "UPDATE messages SET submit_state = ? WHERE id = ?"
     INSERT_FAX = """
     INSERT INTO faxes (fax_id, message_id, destination, status, updated_at) VALUES (?, ?, ?, 'submitted', ?)
@@ -233,6 +235,37 @@ class Queries:
     DELETE_PARTIAL = "DELETE FROM partials WHERE sender_key = ? AND partial_id = ?"
     # Serialises one split mail's pieces across processes (a no-op with a single writer).
     LOCK_PARTIAL = "SELECT ?"
+
+    # -- replies to reports: single-use tokens (their hashes) and the new attempt a retry makes --
+    INSERT_REPLY_TOKEN = """
+    INSERT INTO reply_tokens (token_hash, message_id, report_ref, created_at, expires_at)
+    VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (token_hash) DO NOTHING
+    """
+    SELECT_REPLY_TOKEN = """
+    SELECT token_hash, message_id, report_ref, created_at, expires_at, used_at, used_for
+      FROM reply_tokens WHERE token_hash = ?
+    """
+    # Once, and only before it runs out.
+    USE_REPLY_TOKEN = """
+    UPDATE reply_tokens SET used_at = ?, used_for = ?
+     WHERE token_hash = ? AND used_at IS NULL AND expires_at >= ?
+    """
+    COPY_MESSAGE = """
+    INSERT INTO messages (id, received_at, mailbox_user_id, envelope_from, header_from, report_to,
+                          auth, message_id, subject, recipients, options,
+                          sender_key, fax_count, fax_pages)
+    SELECT ?, ?, mailbox_user_id, envelope_from, header_from, report_to, ?, message_id, subject, ?, ?,
+           sender_key, ?, ?
+      FROM messages WHERE id = ? AND purged_at IS NULL
+    """
+    COPY_RAW = "INSERT INTO message_raw (message_id, raw) SELECT ?, raw FROM message_raw WHERE message_id = ?"
+    COPY_DOCUMENTS = """
+    INSERT INTO documents (message_id, seq, filename, document_type, detected, pages, size, content,
+                           raw_start, raw_end)
+    SELECT ?, seq, filename, document_type, detected, pages, size, content, raw_start, raw_end
+      FROM documents WHERE message_id = ?
+    """
 
     # -- locks: one holder at a time across processes (a mailbox's poller, housekeeping) ------------
     TAKE_LOCK = """

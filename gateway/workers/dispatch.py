@@ -16,6 +16,12 @@ Not found: the job is **held** (queue state ``held``), the sender gets one repor
 (``<job id>:held``) saying eFax did not confirm it and it was not resent, and an
 administrator decides with ``fax-gateway queue retry``.
 
+Proof of transmission: each document's bytes are hashed (SHA-256) as they stream into
+the request, and the digests are recorded with the fax ids in the same transaction
+(``Store.record_submission``), so that the sender's confirmation names the bytes that
+went out. A fax found at eFax after an unknown outcome gets the digests of the stored
+bytes, which are what any attempt streamed.
+
 Failures: transient errors (network, 5xx, 429) are retried with exponential backoff and
 jitter (``workers.backoff_*``) until ``workers.lifetime_s``; permanent ones (4xx,
 refused credentials) fail the job at once with eFax's reason kept. A failed job queues
@@ -25,6 +31,7 @@ a ``report`` job ``<job id>:not-sent`` in the same transaction: the sender is to
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
@@ -136,6 +143,7 @@ class Dispatcher(Worker):
         except EfaxPermanentError as err:
             await self._fail(job, str(err))
             return
+        digests: dict[int, str] = {}
         try:
             if not await self.store.mark_submitting(job, owner=self.owner, now=now):
                 # Our lease ran out (this process was silent too long) and another worker may
@@ -149,7 +157,7 @@ class Dispatcher(Worker):
                     DocumentSource(
                         document_type=d.document_type,
                         size=d.size,
-                        open=self._opener(d.id),
+                        open=self._opener(d.id, digests),
                     )
                     for d in message.documents
                 ],
@@ -178,7 +186,7 @@ class Dispatcher(Worker):
             pairs = [(f.fax_id, r.number) for f, r in zip(faxes, message.recipients, strict=True)]
         else:
             pairs = [(f.fax_id, f.destination_fax_number) for f in faxes]
-        await self._record(job, pairs, "submitted", message)
+        await self._record(job, pairs, "submitted", message, digests)
 
     async def _not_sent_after_all(self, job: Job, message: StoredMessage) -> None:
         """Mark the mail not submitted while we hold the job, trying while the store recovers."""
@@ -189,8 +197,31 @@ class Dispatcher(Worker):
             except StoreError:
                 await asyncio.sleep(1.0)
 
-    def _opener(self, document_id: int) -> Callable[[], AsyncIterator[bytes]]:
-        return lambda: self.store.document_chunks(document_id)
+    def _opener(self, document_id: int, digests: dict[int, str]) -> Callable[[], AsyncIterator[bytes]]:
+        """The document's bytes for the request body, hashed on the way: a stream read to
+        its end leaves its SHA-256 in ``digests`` (a reopened stream, the same bytes again)."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            sha = hashlib.sha256()
+            async for chunk in self.store.document_chunks(document_id):
+                sha.update(chunk)
+                yield chunk
+            digests[document_id] = sha.hexdigest()
+
+        return chunks
+
+    async def _stored_digests(self, message: StoredMessage, known: dict[int, str]) -> list[tuple[int, str]]:
+        """(document id, SHA-256) of every document: as streamed where known, else of its stored bytes."""
+        found = []
+        for d in message.documents:
+            digest = known.get(d.id)
+            if digest is None:
+                sha = hashlib.sha256()
+                async for chunk in self.store.document_chunks(d.id):
+                    sha.update(chunk)
+                digest = sha.hexdigest()
+            found.append((d.id, digest))
+        return found
 
     async def _reconcile(self, job: Job, message: StoredMessage) -> None:
         """After an unknown outcome: did eFax create the faxes? Record them if so; else
@@ -263,17 +294,23 @@ class Dispatcher(Worker):
         )
 
     async def _record(
-        self, job: Job, pairs: list[tuple[str, str]], how: str, message: StoredMessage | None = None
+        self,
+        job: Job,
+        pairs: list[tuple[str, str]],
+        how: str,
+        message: StoredMessage,
+        digests: dict[int, str] | None = None,
     ) -> None:
+        hashes = await self._stored_digests(message, digests or {})
         ok = await self.store.record_submission(
-            job, owner=self.owner, now=self.clock(), faxes=pairs, note=how
+            job, owner=self.owner, now=self.clock(), faxes=pairs, note=how, hashes=hashes
         )
         if ok:
             log.info(
                 "faxes handed to eFax",
                 extra=event("submitted", job=job.ref, faxes=",".join(f for f, _ in pairs), how=how),
             )
-            if self.audit is not None and message is not None:
+            if self.audit is not None:
                 self.audit.submitted(message, pairs)
         else:
             log.warning("lost the lease before recording", extra=event("lease lost", job=job.ref))

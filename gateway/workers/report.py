@@ -16,6 +16,12 @@ the relay or written to the Maildir (``gateway.mail``), and a ``report sent`` ev
 - A mail cut at ``smtp.max_recipients`` (452 4.5.3 for the rest, which its mail server
   delivers in another transaction): each part's report says which numbers it covers and
   where the others went (``Store.deliveries_of``: same sender and Message-ID).
+- A "delivered" report carries the transmission confirmation PDF, and with
+  ``Mailbox.report_attachment = "confirmation+fax"`` the faxed documents too
+  (``gateway.workers.attachments``); the text names what is attached.
+- Every report carries ``Reply-To: fax-gateway+<token>@fax_domain``, a fresh single-use
+  token whose hash is stored (``replies.enabled``, ``replies.window_s``); the SMTP side
+  takes the reply (``gateway.smtp.replies``), the reply worker acts on it.
 - Settings: ``timezone`` (times in the report), ``relay.from_address`` and
   ``relay.from_name`` (From:), the mailbox's ``cover`` (eFax counts the cover page).
 - Failures: the relay down or answering 4xx defers the job with backoff
@@ -27,13 +33,14 @@ the relay or written to the Maildir (``gateway.mail``), and a ``report sent`` ev
 
 from __future__ import annotations
 
+import dataclasses
 import email.policy
 import logging
 import random
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.core import notices
+from gateway.core import notices, replies
 from gateway.core.retry import RetryPolicy
 from gateway.core.tracking import FaxStatus, is_final
 from gateway.logs import event, mask_address
@@ -41,6 +48,7 @@ from gateway.mail.relay import MailPermanent, MailSender, MailTransient
 from gateway.metrics import Metrics
 from gateway.settings import Mailbox, Settings
 from gateway.store.base import Event, FaxRecord, Job, JobKind, JobState, Store, StoredMessage
+from gateway.workers.attachments import report_attachments
 from gateway.workers.base import Worker
 from gateway.workers.dispatch import fax_options
 
@@ -207,6 +215,22 @@ class Reporter(Worker):
             await self._close(job, JobState.DONE, f"no report sent: {why}", message)
             return
         now = self.clock()
+        attached = await report_attachments(
+            self.store,
+            message,
+            report,
+            mailbox,
+            zone=self.settings.zone,
+            now=now,
+            cover_page=report.cover_page,
+        )
+        token = await self._reply_token(job, message, now)
+        hint = (
+            ""
+            if token is None
+            else replies.reply_hint(now + self.settings.replies.window_s, self.settings.zone)
+        )
+        report = dataclasses.replace(report, attached=tuple(a.filename for a in attached), reply_hint=hint)
         mail = notices.compose(
             report,
             to=to,
@@ -216,6 +240,10 @@ class Reporter(Worker):
             message_id=notices.report_message_id(job.ref, self.settings.relay.from_address),
             from_name=self.settings.relay.from_name,
         )
+        if token is not None:
+            mail["Reply-To"] = replies.reply_address(token, self.settings.fax_domain)
+        for a in attached:
+            mail.add_attachment(a.content, maintype=a.maintype, subtype=a.subtype, filename=a.filename)
         try:
             data = mail.as_bytes(policy=email.policy.SMTP)
             await self.sender.deliver(data, sender="", recipients=[to])
@@ -247,6 +275,20 @@ class Reporter(Worker):
             notices.headline(report),
             extra=event("report sent", job=message.id, report=job.ref, to=mask_address(to)),
         )
+
+    async def _reply_token(self, job: Job, message: StoredMessage, now: float) -> str | None:
+        """A fresh single-use token for this report's reply address (only its hash is stored)."""
+        if not self.settings.replies.enabled:
+            return None
+        token = replies.new_token()
+        await self.store.add_reply_token(
+            token_hash=replies.token_hash(token),
+            message_id=message.id,
+            report_ref=job.ref,
+            now=now,
+            expires_at=now + self.settings.replies.window_s,
+        )
+        return token
 
     async def _close(self, job: Job, state: JobState, why: str, message: StoredMessage | None) -> None:
         now = self.clock()

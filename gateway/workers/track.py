@@ -79,7 +79,7 @@ def _epoch(at: datetime | None) -> float | None:
 def observed(status: EfaxStatus, source: str) -> dict[str, Any]:
     """The details worth keeping from one status read."""
     raw = status.raw_status or ""
-    return {
+    seen = {
         "raw_status": raw,
         "error_code": status.error_code,
         "error_message": status.error_message,
@@ -90,6 +90,9 @@ def observed(status: EfaxStatus, source: str) -> dict[str, Any]:
         "retrying": "RETRY" in raw.upper(),
         "source": source,
     }
+    if status.remote_csid is not None:  # kept from an earlier read when this one has none
+        seen["remote_csid"] = status.remote_csid
+    return seen
 
 
 class Tracker(Worker):

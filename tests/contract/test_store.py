@@ -13,6 +13,7 @@ from gateway.store.base import (
     JobState,
     MessageOptions,
     NewDocument,
+    NewJob,
     NewMessage,
     PartialTooBig,
     Recipient,
@@ -131,6 +132,74 @@ async def test_record_submission_creates_track_jobs_once(store: Store) -> None:
     assert {j.ref for j in await store.jobs(kind=JobKind.TRACK)} == {"f1", "f2"}
     actions = [e.action for e in await store.events("JOB00001")]
     assert actions[0] == "accepted" and "handed to eFax" in actions
+
+
+async def test_document_hashes_are_recorded_with_the_submission_and_survive_the_purge(store: Store) -> None:
+    await store.accept_message(message(1))
+    job = await store.claim(JobKind.DISPATCH, owner="w", now=2000, lease_s=60)
+    assert job is not None
+    before = await store.message("JOB00001")
+    assert before is not None and [d.sha256 for d in before.documents] == [None]
+    digest = "ab" * 32
+    doc_id = before.documents[0].id
+    ok = await store.record_submission(
+        job, owner="w", now=2001, faxes=[("f1", "n1")], note="x", hashes=[(doc_id, digest)]
+    )
+    assert ok
+    stored = await store.message("JOB00001")
+    assert stored is not None and [d.sha256 for d in stored.documents] == [digest]
+    assert await store.purge(before=10_000, now=10_000) == (1, 0)
+    purged = await store.message("JOB00001")
+    assert purged is not None and purged.purged_at is not None
+    assert [d.sha256 for d in purged.documents] == [digest]
+
+
+async def test_a_reply_token_works_once_and_not_after_it_ran_out(store: Store) -> None:
+    await store.accept_message(message(1))
+    await store.add_reply_token(
+        token_hash="h1", message_id="JOB00001", report_ref="JOB00001", now=2000, expires_at=3000
+    )
+    await store.add_reply_token(
+        token_hash="h2", message_id="JOB00001", report_ref="JOB00001:held", now=2000, expires_at=2500
+    )
+    token = await store.reply_token("h1")
+    assert token is not None and token.usable(2999) and not token.usable(3001)
+    job = NewJob(JobKind.REPLY, "R1", {"word": "retry"})
+    assert await store.use_reply_token("h1", now=2100, used_for="retry", job=job, detail="retry from a")
+    assert not await store.use_reply_token(
+        "h1", now=2101, used_for="retry", job=NewJob(JobKind.REPLY, "R2"), detail=""
+    )
+    assert not await store.use_reply_token(
+        "h2", now=2600, used_for="cancel", job=NewJob(JobKind.REPLY, "R3"), detail=""
+    )
+    assert not await store.use_reply_token(
+        "nope", now=2100, used_for="retry", job=NewJob(JobKind.REPLY, "R4"), detail=""
+    )
+    used = await store.reply_token("h1")
+    assert used is not None and used.used_at == 2100 and used.used_for == "retry" and not used.usable(2200)
+    assert [j.ref for j in await store.jobs(kind=JobKind.REPLY)] == ["R1"]
+    assert "reply" in [e.action for e in await store.events("JOB00001")]
+
+
+async def test_copy_message_is_a_new_attempt_with_the_same_documents(store: Store) -> None:
+    content = bytes(range(256)) * 100
+    await store.accept_message(message(1, content))
+    again = [Recipient("13235550000", "+1 323-555-0000", "Bob")]
+    assert await store.copy_message(
+        "JOB00001", new_id="JOB00002", recipients=again, auth="trusted x", now=5000, detail="reply from a"
+    )
+    copy = await store.message("JOB00002")
+    assert copy is not None and copy.recipients == tuple(again) and copy.submit_state == "none"
+    assert copy.received_at == 5000 and copy.message_id == "<m1@example.com>"
+    chunks = [c async for c in store.document_chunks(copy.documents[0].id)]
+    assert b"".join(chunks) == content
+    assert await store.raw_message("JOB00002") == b"raw mail"
+    dispatch = await store.find_job(JobKind.DISPATCH, "JOB00002")
+    assert dispatch is not None and dispatch.state is JobState.QUEUED
+    assert "new attempt" in [e.action for e in await store.events("JOB00001")]
+    assert not await store.copy_message(
+        "NOPE", new_id="JOB00003", recipients=again, auth="", now=1, detail=""
+    )
 
 
 async def test_document_chunks_stream_the_blob(store: Store) -> None:

@@ -106,6 +106,14 @@ def test_transmission_details_clone_shape() -> None:
     assert status.completed_at == datetime(2024, 5, 10, 15, 7, 1, tzinfo=UTC)
 
 
+@pytest.mark.parametrize(
+    ("csid", "expected"), [("ACME LEGAL", "ACME LEGAL"), ("", None), ("unavailable", None)]
+)
+def test_the_remote_csid_is_read_only_when_efax_reports_one(csid: str, expected: str | None) -> None:
+    assert wire.to_status(_details(destination_fax_csid=csid), FAX_ID).remote_csid == expected
+    assert wire.to_status(_details(), FAX_ID).remote_csid is None  # the clone shape has none
+
+
 @pytest.mark.parametrize("no_error", ["", "0", "SFAX", "sfax", "OK", None])
 def test_success_codes_are_not_errors(no_error: str | None) -> None:
     td = {"transmission_status": "COMPLETE", "error_code": no_error}

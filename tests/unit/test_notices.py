@@ -340,3 +340,14 @@ def test_the_parts_of_a_mail_delivered_apart_say_where_the_other_numbers_went() 
     assert "+1 323-555-1212 came in another delivery (job 01HXJOB) and gets a report of its own." in text
     plain, _ = texts(mail(report(delivered())))
     assert "in parts" not in plain
+
+
+def test_a_reply_address_is_explained_in_place_of_replies_are_not_read() -> None:
+    hint = "To act on this fax, reply to this mail from your own address with one word: retry or cancel."
+    plain, rich = texts(mail(report(failed("E41"), reply_hint=hint, attached=("confirmation-x.pdf",))))
+    assert hint in plain and "replies are not read" not in plain
+    assert "Attached: confirmation-x.pdf" in plain and "confirmation-x.pdf" in rich
+    held, _ = texts(mail(report(kind="held", reply_hint=hint)))
+    assert "reply to this mail with the word retry" in " ".join(held.split())
+    bare, _ = texts(mail(report(failed("E41"))))
+    assert "replies are not read" in bare
