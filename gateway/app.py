@@ -265,8 +265,9 @@ class Gateway:
             audit=self.audit,
             on_queued=self._wake_queue,
             name="reply-0",
-            lease_s=s.dispatch.lease_s,
-            idle_s=s.dispatch.poll_idle_s,
+            lease_s=s.workers.lease_s,
+            idle_s=s.workers.poll_idle_s,
+            max_crashes=s.workers.max_crashes,
         )
         return [*trackers, reporter, reaper, answers]
 
