@@ -8,10 +8,12 @@ import contextlib
 import dataclasses
 import logging
 import os
+import pwd
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -319,6 +321,46 @@ async def test_children_run_confined_with_nothing_of_the_gateways_environment(
             assert uid != 0 or not _runnable_by_nobody(sys.executable)
     finally:
         await pool.stop()
+
+
+_IDLE_CHILD = """\
+import os, pickle, struct, sys
+
+frame = pickle.dumps(("ready",))
+os.write(1, struct.pack(">I", len(frame)) + frame)
+sys.stdin.buffer.read()
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can start readers as another user")
+async def test_as_root_readers_run_as_the_reader_user_when_it_can_run_python(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stand-in reader under a Python every user may run (the system's): it runs as
+    smtp.reader_user, or nobody when that user does not exist (said once)."""
+    system_python = Path("/usr/bin/python3")
+    assert _runnable_by_nobody(str(system_python)), "the system Python is needed here"
+    place = Path(tempfile.mkdtemp(prefix="faxgw-test-"))  # pytest's own tmp is root's only
+    request.addfinalizer(lambda: shutil.rmtree(place, ignore_errors=True))
+    child = _script(place / "reader", _IDLE_CHILD)
+    _set_interpreter(Path(child), system_python)
+    monkeypatch.setattr(sys, "executable", child)
+    pool = MailReaders(1, max_processes=1, user="no-such-reader-user")
+    with caplog.at_level(logging.WARNING, logger="gateway.smtp.reading"):
+        await pool.start()
+        try:
+            (pid,) = await _until_ready(pool)
+            status = _text(Path(f"/proc/{pid}/status"))
+            uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+            assert uid == pwd.getpwnam("nobody").pw_uid
+        finally:
+            await pool.stop()
+    assert "smtp.reader_user 'no-such-reader-user' does not exist" in caplog.text
+
+
+def _set_interpreter(script: Path, python: Path) -> None:
+    body = script.read_text().split("\n", 1)[1]
+    script.write_text(f"#!{python}\n{body}")
 
 
 def _text(path: Path) -> str:
