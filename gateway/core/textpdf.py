@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -50,6 +52,20 @@ class Heading:
     subject: str
 
 
+_UNDATED: Final = datetime(2000, 1, 1, tzinfo=UTC)  # a mail without a usable Date:
+
+
+def _dated(heading: Heading | None) -> datetime:
+    """The PDF's creation date: the mail's own Date:, never the clock."""
+    try:
+        when = parsedate_to_datetime(heading.date) if heading is not None and heading.date else None
+    except (TypeError, ValueError, IndexError):
+        when = None
+    if when is None:
+        return _UNDATED
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def text_to_pdf(text: str, fonts: TextFonts, heading: Heading | None = None) -> tuple[bytes, int]:
     """``text`` set as a Letter PDF, with ``heading`` on its first page; (PDF, pages).
 
@@ -61,6 +77,7 @@ def text_to_pdf(text: str, fonts: TextFonts, heading: Heading | None = None) -> 
     pdf = _document(heading.subject if heading is not None else "")
     pdf.set_title(heading.subject if heading is not None else "")
     pdf.set_creator("fax-gateway")
+    pdf.set_creation_date(_dated(heading))  # the same mail makes the same bytes
     pdf.add_font("mono", fname=fonts.mono)
     pdf.add_font("bold", fname=fonts.bold)
     pdf.add_font("sans", fname=fonts.sans)
