@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 SIMULATOR_APP_ID = "simulator"
 DEMO_SENDER = "demo@example.com"
 SHUTDOWN_GRACE_S = 20.0
-READERS_READY_S = 10.0  # start-up waits this long at most for a reader process
 
 
 def with_demo_mailbox(settings: Settings) -> Settings:
@@ -192,12 +191,6 @@ class Gateway:
                 worker.defer_to = handler.arrivals
             elif kind is not None:
                 kinds.add(kind)
-        if not await self.readers.wait_ready(READERS_READY_S):  # else the first mails wait
-            log.warning(
-                "no reader process is ready after %g s; mails get 451 until one is",
-                READERS_READY_S,
-                extra=event("reader failed"),
-            )
         self.smtp_server, self.smtp_tls_server = await start_smtp_listeners(handler, s.smtp)
         self._announce()
 

@@ -446,8 +446,9 @@ class MailReaders:
             child = self._idle.popleft()
             if child.alive:
                 return child
-        if len(self._children) + self._starting < self.max_processes:
-            self._start_one()
+        coming = self._starting + sum(1 for c in self._children if c.alive and not c.ready)
+        if coming <= len(self._line) and len(self._children) + self._starting < self.max_processes:
+            self._start_one()  # none on its way for this mail: start one
         future: asyncio.Future[_Child] = asyncio.get_running_loop().create_future()
         self._line.append(future)
         try:

@@ -61,12 +61,24 @@ async def get(gw: Gateway, path: str) -> httpx.Response:
 async def test_healthz_and_readyz_when_all_is_well(gw: Gateway) -> None:
     live = await get(gw, "/healthz")
     assert live.status_code == 200 and live.text == "ok\n"
+    readers = gw.readers
+    assert readers is not None
+    assert await readers.wait_ready(20)  # a reader starts beside the rest, ready soon after
     ready = await get(gw, "/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json() == {
         "ready": True,
         "checks": {"store": "ok", "efax": "ok", "readers": "ok", "polls": "ok"},
     }
+
+
+async def test_readyz_says_not_ready_until_a_reader_is(gw: Gateway) -> None:
+    readers = gw.readers
+    assert readers is not None
+    await readers.stop()  # none left: mails would get 451
+    ready = await get(gw, "/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["readers"].startswith("none ready")
 
 
 async def test_readyz_fails_when_the_last_poll_is_older_than_three_intervals(gw: Gateway) -> None:
