@@ -63,11 +63,33 @@ def create_app(ctx: HttpContext) -> Starlette:
 
 
 class QuietServer(uvicorn.Server):
-    """uvicorn without its own signal handling: ``serve`` owns SIGTERM/SIGINT."""
+    """uvicorn without its own signal handling (``serve`` owns SIGTERM/SIGINT), that stops
+    at once when told to and nothing is open (uvicorn's own loop polls every 0.1 s, and its
+    shutdown waits another 0.1 s even with no connection)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.wake = asyncio.Event()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def main_loop(self) -> None:
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), 0.1)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.server_state.connections or self.server_state.tasks:
+            await super().shutdown(sockets)
+            return
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
 
 
 @dataclass
@@ -79,6 +101,8 @@ class HttpServer:
 
     async def stop(self) -> None:
         self.server.should_exit = True
+        if isinstance(self.server, QuietServer):
+            self.server.wake.set()
         await self.task
         self.sock.close()
 
