@@ -110,6 +110,7 @@ _RETRY_MIN_S: Final = 5.0
 _RETRY_MAX_S: Final = 60.0
 _READY_WITHIN_S: Final = 30.0  # a child that has not said it is ready by then is killed
 _WATCH_S: Final = 0.05  # how often the readers' memory together is looked at
+_SPARE_AFTER_S: Final = 0.5  # a mail waiting this long for a child gets one started
 IDLE_S: Final = 60.0  # a child above ``processes`` leaves after this long without a mail
 _GROWTH_BYTES: Final = 64 * 1024 * 1024  # a child that grew this much while reading leaves
 # Where LibreOffice may take more address space than a reader (gateway.convert.office).
@@ -439,18 +440,22 @@ class MailReaders:
 
     # -- one mail -----------------------------------------------------------------------------
     async def _take(self) -> _Child:
-        """An idle ready child, else one started for this mail, else the first one freed."""
+        """An idle ready child, else the first one freed; a mail that has waited
+        ``_SPARE_AFTER_S`` (the children are slow: a hostile mail, perhaps) has a child
+        started for it, up to ``max_processes``. Not at once: in an ordinary burst a child
+        is free within milliseconds, and more children than cores would only slow it."""
         if self._stopping:
             raise ReaderUnavailable("the gateway is stopping")
         while self._idle:
             child = self._idle.popleft()
             if child.alive:
                 return child
-        coming = self._starting + sum(1 for c in self._children if c.alive and not c.ready)
-        if coming <= len(self._line) and len(self._children) + self._starting < self.max_processes:
-            self._start_one()  # none on its way for this mail: start one
-        future: asyncio.Future[_Child] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_Child] = loop.create_future()
         self._line.append(future)
+        if not any(c.alive for c in self._children) and not self._starting:
+            self._start_one()  # none at all (all ended): one at once
+        spare = loop.call_later(_SPARE_AFTER_S, self._spare_for, future)
         try:
             async with asyncio.timeout(self.budget.wall_s):
                 return await future
@@ -464,8 +469,18 @@ class MailReaders:
                 "451 4.3.0 The gateway is busy reading other mails; please try again later.",
             ) from None
         finally:
+            spare.cancel()
             with contextlib.suppress(ValueError):
                 self._line.remove(future)
+
+    def _spare_for(self, future: asyncio.Future[_Child]) -> None:
+        """``future``'s mail still waits: start a child for it, unless one is on its way."""
+        if future.done() or self._stopping:
+            return
+        coming = self._starting + sum(1 for c in self._children if c.alive and not c.ready)
+        waiting = sum(1 for f in self._line if not f.done())
+        if coming < waiting and len(self._children) + self._starting < self.max_processes:
+            self._start_one()
 
     async def _ask(self, child: _Child, raw: bytes, limits: ExtractionLimits) -> tuple[Any, ...]:
         """Hand ``raw`` to ``child`` and wait for its answer within the budget."""
