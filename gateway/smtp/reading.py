@@ -36,9 +36,10 @@ where the kernel has Landlock, no way to open the configuration, the database or
 store. LibreOffice runs inside the same confinement, at most ``office_conversions`` at once
 across children: a child asks for a turn and waits in line, its mail not yet converted.
 
-What crosses the pipe: to the child ``("read", size, limits)`` followed by the mail's
-``size`` bytes as they are, and ``("go",)`` (a LibreOffice
-turn); back ``("ready",)``, ``("turn",)``, then one answer: ``("ok", ReadMail, leave)``,
+What crosses the pipe: to the child ``("limits", limits)`` when they differ from the last
+ones it was sent, ``("read", size)`` followed by the mail's ``size`` bytes as they are,
+and ``("go",)`` (a LibreOffice turn); back ``("ready",)``, ``("turn",)``, then one
+answer: ``("ok", ReadMail, leave)``,
 ``("refused", kind, sentence, leave)``, ``("over", "memory", leave)`` or ``("failed", why,
 leave)``. Each is a pickle behind its 4-byte big-endian length. Only what the gateway's own
 code built is pickled, both ways, and an answer may hold only the classes of a ``ReadMail``
@@ -261,6 +262,7 @@ class _Child:
         self.idle_since = time.monotonic()
         self.ending = False  # the pool ended it (budget, recycling, stop): no warning
         self.reading = False  # it has a mail: the mail's reader says what became of it
+        self.limits: ExtractionLimits | None = None  # the limits it was last sent
         self.idle_bytes = 0  # its resident size once ready
         # Stopped because the readers together grew too big: "alone" (it was the only one
         # reading) or "crowded" (others were too); "" while it is not.
@@ -276,12 +278,14 @@ class _Child:
         stdin = self.process.stdin
         assert stdin is not None
         frame = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        stdin.write(_LENGTH.pack(len(frame)))
-        stdin.write(frame)
-        view = memoryview(raw)
-        for start in range(0, len(view), _PIPE_BYTES):
-            await stdin.drain()
-            stdin.write(view[start : start + _PIPE_BYTES])
+        stdin.write(_LENGTH.pack(len(frame)) + frame)
+        if len(raw) <= _PIPE_BYTES:
+            stdin.write(raw)
+        else:
+            view = memoryview(raw)
+            for start in range(0, len(view), _PIPE_BYTES):
+                await stdin.drain()
+                stdin.write(view[start : start + _PIPE_BYTES])
         await stdin.drain()
 
     async def receive(self) -> tuple[Any, ...]:
@@ -492,7 +496,10 @@ class MailReaders:
         try:
             try:
                 async with asyncio.timeout_at(deadline):
-                    await child.send(("read", len(raw), limits), raw)
+                    if child.limits is not limits:  # the same for every mail: sent once
+                        await child.send(("limits", limits))
+                        child.limits = limits
+                    await child.send(("read", len(raw)), raw)
                 while True:
                     async with asyncio.timeout_at(deadline):
                         message = await child.receive()
@@ -911,19 +918,23 @@ def child_main(options_json: str = "{}") -> None:
         body = _read_exactly(requests, _LENGTH.unpack(header)[0]) if header else None
         return None if body is None else pickle.loads(body)  # from the gateway's own code
 
+    mail_limits = ExtractionLimits()
     try:
         send(("ready",))
         baseline = sandbox.resident_bytes()
         while True:
             try:
                 request = receive()
+                while request is not None and request[0] == "limits":
+                    mail_limits = request[1]
+                    request = receive()
                 raw = _read_exactly(requests, request[1]) if request and request[0] == "read" else None
             except MemoryError:  # the mail alone is more than the budget
                 send(("over", "memory", True))
                 return
             if request is None or raw is None:
                 return  # the gateway closed our stdin, or died
-            limits = request[2]
+            limits = mail_limits
             if limits.office_converter is not None:
                 turn = _Turn(send, receive)
                 limits = dataclasses.replace(
