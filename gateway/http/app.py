@@ -16,9 +16,8 @@ values and callables, never the app: context.py); none mails or faxes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import uvicorn
@@ -27,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from gateway.embedded_server import EmbeddedServer
 from gateway.http import health, webhook
 from gateway.http.context import HttpContext
 from gateway.settings import split_host_port
@@ -62,36 +62,6 @@ def create_app(ctx: HttpContext) -> Starlette:
     return Starlette(routes=routes)
 
 
-class QuietServer(uvicorn.Server):
-    """uvicorn without its own signal handling (``serve`` owns SIGTERM/SIGINT), that stops
-    at once when told to and nothing is open (uvicorn's own loop polls every 0.1 s, and its
-    shutdown waits another 0.1 s even with no connection)."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.wake = asyncio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def main_loop(self) -> None:
-        counter = 0
-        while not await self.on_tick(counter):
-            counter = (counter + 1) % 864000
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), 0.1)
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        if self.server_state.connections or self.server_state.tasks:
-            await super().shutdown(sockets)
-            return
-        for server in self.servers:
-            server.close()
-        for sock in sockets or []:
-            sock.close()
-
-
 @dataclass
 class HttpServer:
     server: uvicorn.Server
@@ -101,7 +71,7 @@ class HttpServer:
 
     async def stop(self) -> None:
         self.server.should_exit = True
-        if isinstance(self.server, QuietServer):
+        if isinstance(self.server, EmbeddedServer):
             self.server.wake.set()
         await self.task
         self.sock.close()
@@ -116,7 +86,7 @@ async def start_http(ctx: HttpContext) -> HttpServer:
     sock.listen(128)
     sock.setblocking(False)
     config = uvicorn.Config(create_app(ctx), log_level="warning", access_log=False, lifespan="off")
-    server = QuietServer(config)
+    server = EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
     while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn offers no event
         await asyncio.sleep(0.01)

@@ -24,48 +24,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator
 from types import TracebackType
 
 import uvicorn
 
+from gateway.embedded_server import EmbeddedServer
 from gateway.simulator.app import create_app
 from gateway.simulator.state import SimulatorConfig, SimulatorState
 
 GRACEFUL_S = 1.0
 START_TIMEOUT_S = 10.0
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves the host program's signal handlers alone and
-    can be woken to stop at once (uvicorn's own loop polls every 0.1 s)."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.wake = asyncio.Event()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def main_loop(self) -> None:
-        counter = 0
-        while not await self.on_tick(counter):
-            counter = (counter + 1) % 864000
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), 0.1)
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        """uvicorn's, without its fixed 0.1 s wait when no connection is open."""
-        if self.server_state.connections or self.server_state.tasks:
-            await super().shutdown(sockets)
-            return
-        for server in self.servers:
-            server.close()
-        for sock in sockets or []:
-            sock.close()
-        if not self.force_exit:
-            await self.lifespan.shutdown()
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -110,7 +78,7 @@ class RunningSimulator:
         self.host = host
         self._requested_port = port
         self._sock: socket.socket | None = None
-        self._server: _EmbeddedServer | None = None
+        self._server: EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -127,7 +95,7 @@ class RunningSimulator:
         if self._task is not None:
             return self
         self._sock = _bind(self.host, self._requested_port)
-        self._server = _EmbeddedServer(_uvicorn_config(self.state, embedded=True))
+        self._server = EmbeddedServer(_uvicorn_config(self.state, embedded=True))
         self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]), name="efax-simulator")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + START_TIMEOUT_S
