@@ -17,6 +17,7 @@ header bytes alone, before anything of the mail is parsed (``gateway.core.sender
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from aiosmtpd.smtp import Session
@@ -24,7 +25,7 @@ from aiosmtpd.smtp import Session
 from gateway.core import authresults
 from gateway.core.addressing import sender_matches
 from gateway.core.networks import Networks
-from gateway.core.senders import SenderRefused, header_fields, one_sender, report_address
+from gateway.core.senders import HeaderFrom, SenderRefused, header_fields, one_sender, report_address
 from gateway.settings import Mailbox, Settings
 from gateway.smtp.auth import AuthUser, UserDirectory
 
@@ -73,7 +74,7 @@ class Identity:
         """The mailbox and the From address of a mail (or a piece), read from its header
         bytes alone, before anything of it is parsed; else the refusal."""
         try:
-            found = one_sender(header_fields(raw, "From"))
+            found = _one_sender(tuple(header_fields(raw, "From")))
         except SenderRefused as err:
             return Refusal(err.reply, None)
         address = found.address
@@ -110,3 +111,11 @@ def peer(session: Session) -> str | None:
 
 def _digits(number: str) -> str:
     return "".join(c for c in number if c.isdigit())
+
+
+@functools.lru_cache(maxsize=4096)
+def _one_sender(values: tuple[str, ...]) -> HeaderFrom:
+    """``one_sender``, remembered: an office's senders send the same From: field over and
+    over, and parsing it is the costliest check of a mail in this process (a refusal is
+    not remembered: it raises)."""
+    return one_sender(list(values))
