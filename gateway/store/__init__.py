@@ -9,6 +9,19 @@ the gateway is typed against ``Store`` and imports nothing from ``sqlite/``,
 Layout: ``base`` (the protocol and its values), ``queries`` (every statement by name),
 ``ops`` (the transaction logic, written once), ``engine`` (group commit, outages),
 ``sqlite/`` and ``postgres/`` (connections, dialect, migrations kept in lockstep).
+
+Where work goes (the queue states of ``jobs``): ``queued`` -> ``active`` (claimed, with a
+lease of ``workers.lease_s`` renewed every ``workers.heartbeat_s``) -> ``done``; a
+transient failure -> ``deferred`` (next attempt at ``run_after``, ``workers.backoff_*``),
+until ``workers.lifetime_s`` -> ``failed`` (and the sender's report queued in the same
+transaction); a send of unknown outcome never confirmed, or a job that crashed its worker
+``workers.max_crashes`` times -> ``held``, until ``fax-gateway queue retry`` (or the admin
+page, or a reply) releases it. Nothing leaves the store but through
+``database.keep_days``: the bytes of ended mails and received faxes are deleted, the
+record stays.
+
+Settings: ``database.url``, ``database.password`` (or ``FAXGW_DATABASE__PASSWORD_FILE``),
+``database.keep_days``; the ``workers.*`` above.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ relay (the answer).
   due). The answer says "cancel requested"; the final report says how it really ended.
 - any other word: the answer lists the words; nothing else happens.
 
-Failures: the relay down or 4xx defers the job (``dispatch.backoff_*``) with the action
+Failures: the relay down or 4xx defers the job (``workers.backoff_*``) with the action
 already done and recorded (``payload.done``), so it is never done twice; a 5xx drops the
 answer with one log line. An answer is never itself answered.
 """
