@@ -599,6 +599,13 @@ class Mailbox(_Section):
     deliver_mode: Literal["together", "separately"] = Field(
         "together", description="one mail to all deliver_to addresses, or one mail each"
     )
+    digest: bool = Field(
+        False,
+        description=(
+            "mail admins (or admin_address) a daily digest of yesterday: faxes sent, delivered, "
+            "failed (with reasons), received; mails held"
+        ),
+    )
     admins: list[str] = Field(
         default_factory=list,
         description="told beside admin_address when this mailbox's faxes fail in a row or stop coming in",

@@ -8,6 +8,9 @@ Two incidents per mailbox, each told once when it opens and once when it closes:
 - ``silence:<user id>``: no fax received in the last ``inbound.silence_alert_h`` hours,
   while at least ``inbound.silence_usual_faxes`` came in the same span before (only a
   mailbox that usually receives). It closes when a fax is received again.
+
+And the daily digest of a mailbox (``digest = true``): its day's faxes sent, delivered,
+failed with their reasons, received, and the mails held now.
 """
 
 from __future__ import annotations
@@ -119,4 +122,74 @@ def notice(
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Fax-Incident"] = f"{incident.kind} {'opened' if incident.opened else 'closed'}"
     msg.set_content(body(incident))
+    return msg
+
+
+@dataclass(frozen=True)
+class Digest:
+    """One mailbox's day, for its daily digest."""
+
+    mailbox_number: str
+    day: str  # YYYY-MM-DD, in the gateway's time zone
+    outcomes: tuple[Outcome, ...]  # every fax of the mails accepted that day
+    received: int
+    held: int  # mails held for an administrator now
+
+    @property
+    def delivered(self) -> int:
+        return sum(1 for status, _ in self.outcomes if status == "delivered")
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for status, _ in self.outcomes if status == "failed")
+
+    def reasons(self) -> list[tuple[str, int]]:
+        """(plain reason, how many), most frequent first."""
+        counts: dict[str, int] = {}
+        for status, code in self.outcomes:
+            if status == "failed":
+                reason = f"{code}: " if code else ""
+                reason += explain(code, None).meaning
+                counts[reason] = counts.get(reason, 0) + 1
+        return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def digest_subject(digest: Digest) -> str:
+    return (
+        f"Fax mailbox {digest.mailbox_number} on {digest.day}: {len(digest.outcomes)} sent, "
+        f"{digest.failed} failed, {digest.received} received"
+    )
+
+
+def digest_body(digest: Digest) -> str:
+    in_progress = len(digest.outcomes) - digest.delivered - digest.failed
+    lines = [
+        f"Fax mailbox {digest.mailbox_number}, {digest.day}:",
+        "",
+        f"Faxes sent:      {len(digest.outcomes)}",
+        f"Delivered:       {digest.delivered}",
+        f"Failed:          {digest.failed}",
+    ]
+    lines += [f"  {count} x {reason}" for reason, count in digest.reasons()]
+    if in_progress:
+        lines.append(f"Not final yet:   {in_progress}")
+    lines += [
+        f"Received:        {digest.received}",
+        f"Held mails:      {digest.held} waiting for a decision (fax-gateway queue list --state held)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def digest_notice(
+    digest: Digest, *, to: Sequence[str], from_name: str, from_address: str, message_id: str, now: datetime
+) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = from_field(from_name, from_address)
+    msg["To"] = ", ".join(to)
+    msg["Subject"] = digest_subject(digest)
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = message_id
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Fax-Digest"] = digest.day
+    msg.set_content(digest_body(digest))
     return msg

@@ -455,6 +455,17 @@ class Store(Protocol):
         """The last ``limit`` final outcomes of this mailbox's sent faxes, newest first:
         ("delivered", None) or ("failed", eFax's error code or None)."""
 
+    async def mailbox_day(self, user_id: str, *, since: float, until: float) -> list[tuple[str, str | None]]:
+        """The status of every fax of this mailbox's mails accepted in [since, until), with
+        eFax's error code for a failed one (the daily digest)."""
+
+    async def count_held(self, user_id: str) -> int:
+        """This mailbox's mails whose dispatch is held for an administrator."""
+
+    async def mark_once(self, key: str, *, action: str, now: float) -> bool:
+        """One transaction: an event ``action`` for ``key`` outside any mail's story, unless
+        one is there already (False: done before, by this gateway or another)."""
+
     async def count_received(self, user_id: str, *, since: float, until: float) -> int:
         """Faxes received on this mailbox first seen in [since, until)."""
 

@@ -506,6 +506,15 @@ class SqlStore:
     async def mailbox_outcomes(self, mailbox_user_id: str, *, limit: int) -> list[tuple[str, str | None]]:
         return await self._read(lambda tx: ops.mailbox_outcomes(tx, mailbox_user_id, limit))
 
+    async def mailbox_day(self, user_id: str, *, since: float, until: float) -> list[tuple[str, str | None]]:
+        return await self._read(lambda tx: ops.mailbox_day(tx, user_id, since, until))
+
+    async def count_held(self, user_id: str) -> int:
+        return await self._read(lambda tx: ops.count_held(tx, user_id))
+
+    async def mark_once(self, key: str, *, action: str, now: float) -> bool:
+        return await self._write(lambda tx: ops.mark_once(tx, key, action, now))
+
     async def count_received(self, user_id: str, *, since: float, until: float) -> int:
         return await self._read(lambda tx: ops.count_received(tx, user_id, since, until))
 

@@ -479,6 +479,27 @@ def mailbox_outcomes(tx: Tx, mailbox_user_id: str, limit: int) -> list[tuple[str
     return outcomes
 
 
+def mailbox_day(tx: Tx, user_id: str, since: float, until: float) -> list[tuple[str, str | None]]:
+    rows = tx.execute(tx.q.SELECT_MAILBOX_DAY, (user_id, since, until)).fetchall()
+    outcomes: list[tuple[str, str | None]] = []
+    for status, detail in rows:
+        code = json.loads(detail or "{}").get("error_code") if status == "failed" else None
+        outcomes.append((status, str(code) if code else None))
+    return outcomes
+
+
+def count_held(tx: Tx, user_id: str) -> int:
+    return int(tx.execute(tx.q.COUNT_MAILBOX_HELD, (user_id,)).fetchone()[0])
+
+
+def mark_once(tx: Tx, key: str, action: str, now: float) -> bool:
+    """An event ``action`` for ``key`` outside any mail's story, unless there is one."""
+    if tx.execute(tx.q.SELECT_MARK, (key, action)).fetchone() is not None:
+        return False
+    tx.execute(tx.q.INSERT_EVENT, (now, None, None, action, key))
+    return True
+
+
 def count_received(tx: Tx, user_id: str, since: float, until: float) -> int:
     return int(tx.execute(tx.q.COUNT_RECEIVED_BETWEEN, (user_id, since, until)).fetchone()[0])
 

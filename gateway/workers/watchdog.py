@@ -13,9 +13,15 @@ Runs once at start, then every ``policy.watchdog_every_s``. Of several gateways 
 database, one at a time looks: the one holding the store lock ``watchdog`` (taken for
 ``2 * every_s``, so that another takes over once its holder is gone).
 
+With ``digest = true`` on a mailbox, the first look of each day also mails its digest of
+the day before (in ``timezone``): faxes sent, delivered, failed with their reasons,
+received; mails held now. Each day's digest is marked in the events log before it goes
+(``Store.mark_once``, action ``digest sent``), so it goes once.
+
 Settings: ``policy.failure_alert_after`` (0: off), ``inbound.silence_alert_h`` (0: off),
 ``inbound.silence_usual_faxes``, ``policy.watchdog_every_s``, ``admin_address``,
-``mailboxes[].admins``, ``relay.from_address``, ``relay.from_name``.
+``mailboxes[].admins``, ``mailboxes[].digest``, ``timezone``, ``relay.from_address``,
+``relay.from_name``.
 """
 
 from __future__ import annotations
@@ -25,12 +31,15 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_time
 
 from gateway.core.watchdog import (
+    Digest,
     Incident,
     IncidentKind,
     delivered_again,
+    digest_notice,
     failing_streak,
     incident_key,
     notice,
@@ -71,12 +80,17 @@ class Watchdog(Wakeable):
         self.every_s = settings.policy.watchdog_every_s
         self.from_address = settings.relay.from_address
         self.from_name = settings.relay.from_name
+        self.zone = settings.zone
         self.clock = clock
 
     @staticmethod
     def wanted(settings: Settings) -> bool:
         """Whether there is anything to watch at all."""
-        return settings.policy.failure_alert_after > 0 or settings.inbound.silence_alert_h > 0
+        return (
+            settings.policy.failure_alert_after > 0
+            or settings.inbound.silence_alert_h > 0
+            or any(m.digest for m in settings.mailboxes)
+        )
 
     async def run(self) -> None:
         owner = worker_owner(self.name)
@@ -97,7 +111,60 @@ class Watchdog(Wakeable):
                 changed += await self._failures(mailbox)
             if self.silence_s > 0:
                 changed += await self._silence(mailbox)
+        yesterday = datetime.fromtimestamp(self.clock(), self.zone).date() - timedelta(days=1)
+        await self.send_digests(yesterday)
         return changed
+
+    async def send_digests(self, day: date) -> int:
+        """The digest of ``day`` (in the gateway's zone) for every mailbox with ``digest``,
+        unless it went out already; how many were sent."""
+        start = datetime.combine(day, day_time(), self.zone)
+        since, until = start.timestamp(), (start + timedelta(days=1)).timestamp()
+        sent = 0
+        for mailbox in self.mailboxes:
+            if not mailbox.digest:
+                continue
+            to = self._recipients(mailbox)
+            if not to:
+                continue
+            key = f"digest:{mailbox.user_id}:{day.isoformat()}"
+            if not await self.store.mark_once(key, action="digest sent", now=self.clock()):
+                continue  # sent before, by this gateway or another
+            digest = Digest(
+                mailbox.fax_number,
+                day.isoformat(),
+                tuple(await self.store.mailbox_day(mailbox.user_id, since=since, until=until)),
+                await self.store.count_received(mailbox.user_id, since=since, until=until),
+                await self.store.count_held(mailbox.user_id),
+            )
+            now = self.clock()
+            mail = digest_notice(
+                digest,
+                to=to,
+                from_name=self.from_name,
+                from_address=self.from_address,
+                message_id=_message_id_for(key, self.from_address),
+                now=datetime.fromtimestamp(now, UTC),
+            )
+            if await self._deliver(mail.as_bytes(policy=SMTP_POLICY), to, "digest", mailbox):
+                sent += 1
+        return sent
+
+    def _recipients(self, mailbox: Mailbox) -> list[str]:
+        return list(dict.fromkeys([a for a in [self.admin, *mailbox.admins] if a]))
+
+    async def _deliver(self, data: bytes, to: list[str], what: str, mailbox: Mailbox) -> bool:
+        try:  # a null sender: the notice cannot bounce back to us
+            await self.sender.deliver(data, sender="", recipients=to)
+        except MailError as err:
+            log.error(
+                "the watchdog's notice was not taken: %s",
+                err,
+                extra=event("admin not told", incident=what, mailbox=mailbox.user_id),
+            )
+            return False
+        log.info("administrators told", extra=event("admin told", incident=what, mailbox=mailbox.user_id))
+        return True
 
     async def _failures(self, mailbox: Mailbox) -> int:
         outcomes = await self.store.mailbox_outcomes(mailbox.user_id, limit=self.failure_after)
@@ -141,7 +208,7 @@ class Watchdog(Wakeable):
         return 1
 
     async def _tell(self, mailbox: Mailbox, incident: Incident, now: float) -> None:
-        to = list(dict.fromkeys([a for a in [self.admin, *mailbox.admins] if a]))
+        to = self._recipients(mailbox)
         if not to:
             log.warning(
                 "no admin_address nor mailbox admins set; nobody is told",
@@ -156,21 +223,15 @@ class Watchdog(Wakeable):
             message_id=_message_id(incident.kind, mailbox.user_id, incident.opened, now, self.from_address),
             now=datetime.fromtimestamp(now, UTC),
         )
-        try:  # a null sender: the notice cannot bounce back to us
-            await self.sender.deliver(mail.as_bytes(policy=SMTP_POLICY), sender="", recipients=to)
-        except MailError as err:
-            log.error(
-                "the watchdog's notice was not taken: %s",
-                err,
-                extra=event("admin not told", incident=incident.kind, mailbox=mailbox.user_id),
-            )
-            return
-        log.info(
-            "administrators told", extra=event("admin told", incident=incident.kind, mailbox=mailbox.user_id)
-        )
+        await self._deliver(mail.as_bytes(policy=SMTP_POLICY), to, incident.kind, mailbox)
 
 
 def _message_id(kind: IncidentKind, user_id: str, opened: bool, now: float, from_address: str) -> str:
     domain = from_address.rpartition("@")[2].strip().strip("<>") or "fax-gateway.invalid"
     safe = re.sub(r"[^A-Za-z0-9.-]", ".", user_id)
     return f"<fax-incident.{kind}.{safe}.{'opened' if opened else 'closed'}.{int(now)}@{domain}>"
+
+
+def _message_id_for(key: str, from_address: str) -> str:
+    domain = from_address.rpartition("@")[2].strip().strip("<>") or "fax-gateway.invalid"
+    return f"<fax-{re.sub(r'[^A-Za-z0-9.-]', '.', key)}@{domain}>"

@@ -27,3 +27,15 @@ async def test_received_faxes_are_counted_per_mailbox_and_span(store: Store) -> 
 
 async def test_a_mailbox_without_faxes_has_no_outcomes(store: Store) -> None:
     assert await store.mailbox_outcomes("u1", limit=3) == []
+
+
+async def test_a_mark_is_made_once(store: Store) -> None:
+    assert await store.mark_once("digest:u1:2026-12-02", action="digest sent", now=1.0)
+    assert not await store.mark_once("digest:u1:2026-12-02", action="digest sent", now=2.0)
+    assert await store.mark_once("digest:u1:2026-12-03", action="digest sent", now=3.0)
+    assert not await store.incident_open("digest:u1:2026-12-02")  # a mark is no incident
+
+
+async def test_an_empty_mailbox_day(store: Store) -> None:
+    assert await store.mailbox_day("u1", since=0.0, until=1e10) == []
+    assert await store.count_held("u1") == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -88,5 +89,41 @@ async def test_the_mailbox_admins_are_told_too(
         await fax_to(gw, "13235550000")
         alerts = await wait_until(lambda: incident_mails(tmp_path))
         assert len(alerts) == 1 and str(alerts[0]["To"]) == "desk@example.com"
+    finally:
+        await gw.stop()
+
+
+def digests(tmp_path: Path) -> list[EmailMessage]:
+    new = tmp_path / "mail" / "new"
+    found = []
+    for path in sorted(new.iterdir(), key=lambda p: p.stat().st_mtime_ns) if new.is_dir() else []:
+        parsed = message_from_bytes(path.read_bytes(), policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        if parsed["X-Fax-Digest"] is not None:
+            found.append(parsed)
+    return found
+
+
+async def test_the_daily_digest_counts_the_day_and_goes_once(
+    tmp_path: Path, simulator: RunningSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    boxes = [{**dict(m), "digest": True, "admins": ["desk@example.com"]} for m in MAILBOXES[:1]]
+    gw = await start_gateway(tmp_path, simulator, admin_address=OPS, mailboxes=boxes)
+    try:
+        await fax_to(gw, "13235550000")  # busy
+        await fax_to(gw, "13235551212")  # delivered
+        assert gw.watchdog is not None
+        today = datetime.now(gw.settings.zone).date()
+        assert await gw.watchdog.send_digests(today) == 1
+        assert await gw.watchdog.send_digests(today) == 0  # once a day
+        # (the watchdog's first look mailed yesterday's, empty, at start)
+        [digest] = [d for d in digests(tmp_path) if d["X-Fax-Digest"] == today.isoformat()]
+        assert digest["Return-Path"] == "<>"
+        assert str(digest["To"]) == f"{OPS}, desk@example.com"
+        assert str(digest["Subject"]) == f"Fax mailbox 13235550100 on {today}: 2 sent, 1 failed, 0 received"
+        text = digest.get_content()
+        assert "Delivered:       1" in text and "Held mails:      0" in text
+        assert "1 x " in text  # the failure's reason
     finally:
         await gw.stop()

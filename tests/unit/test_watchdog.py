@@ -50,3 +50,20 @@ def test_the_notice_names_the_mailbox_and_the_error() -> None:
     ]:
         shown = notice(incident, to=["a@b"], from_name="", from_address="f@b", message_id="<y@b>", now=at)
         assert words in str(shown["Subject"])
+
+
+def test_the_digest_counts_and_groups_the_reasons() -> None:
+    from gateway.core.watchdog import Digest, digest_body, digest_subject
+
+    day = Digest(
+        "13235550100",
+        "2026-12-02",
+        (("delivered", None), ("failed", "E34"), ("failed", "E34"), ("failed", None), ("sending", None)),
+        received=4,
+        held=1,
+    )
+    assert digest_subject(day) == "Fax mailbox 13235550100 on 2026-12-02: 5 sent, 3 failed, 4 received"
+    text = digest_body(day)
+    assert "Delivered:       1" in text and "Not final yet:   1" in text and "Held mails:      1" in text
+    reasons = day.reasons()
+    assert reasons[0][1] == 2 and reasons[0][0].startswith("E34: ")
