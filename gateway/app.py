@@ -39,6 +39,7 @@ from gateway.workers.base import Heartbeat, Worker
 from gateway.workers.dispatch import Dispatcher
 from gateway.workers.purge import Purger
 from gateway.workers.recovery import recover_orphans
+from gateway.workers.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ class Gateway:
     handler: FaxHandler | None = None  # the SMTP handler: its refusal summaries and AUTH threads
     readers: MailReaders | None = None  # confined child processes that parse mails
     purger: Purger | None = None  # database.keep_days
+    watchdog: Watchdog | None = None  # policy.failure_alert_after, inbound.silence_alert_h
     heartbeat: Heartbeat | None = None  # renews the workers' leases
     http_server: Any = None
     metrics: Metrics = field(default_factory=Metrics)
@@ -166,6 +168,9 @@ class Gateway:
         if s.database.keep_days > 0:
             self.purger = Purger(self.store, keep_days=s.database.keep_days)
             self.tasks.append(asyncio.create_task(self.purger.run(), name=self.purger.name))
+        if Watchdog.wanted(s):
+            self.watchdog = Watchdog(self.store, self.mail, s)
+            self.tasks.append(asyncio.create_task(self.watchdog.run(), name=self.watchdog.name))
         await self._start_http()
         fonts = find_text_fonts()
         if fonts is None:
@@ -424,6 +429,8 @@ class Gateway:
             self.heartbeat.stop()
         if self.purger is not None:
             self.purger.stop()
+        if self.watchdog is not None:
+            self.watchdog.stop()
         if self.tasks:
             _, pending = await asyncio.wait(self.tasks, timeout=SHUTDOWN_GRACE_S)
             for task in pending:

@@ -355,6 +355,19 @@ class InboundSettings(_Section):
     )
     webhook_header: str = Field("X-HMAC-Signature", description="header carrying the HMAC-SHA256 signature")
     webhook_max_bytes: int = Field(1_000_000, gt=0, description="largest webhook body accepted")
+    silence_alert_h: float = Field(
+        0,
+        ge=0,
+        description=(
+            "hours without a received fax after which a mailbox that usually receives is reported "
+            "to admin_address and its admins (once, and once when faxes come again); 0: off"
+        ),
+    )
+    silence_usual_faxes: int = Field(
+        3,
+        ge=1,
+        description="faxes received in the silence_alert_h hours before it: a mailbox that usually receives",
+    )
 
 
 class TrackingSettings(_Section):
@@ -413,6 +426,19 @@ class PolicySettings(_Section):
     )
     authserv_id: str = Field(
         "", description="the upstream MTA's authserv-id: only its Authentication-Results headers count"
+    )
+    failure_alert_after: int = Field(
+        0,
+        ge=0,
+        description=(
+            "sent faxes of one mailbox failing in a row with the same error before admin_address and "
+            "the mailbox's admins are told (once, and once when a fax is delivered again); 0: off"
+        ),
+    )
+    watchdog_every_s: float = Field(
+        300,
+        gt=0,
+        description="seconds between the watchdog's looks at failures in a row and silent mailboxes",
     )
 
     @field_validator("allowed_countries")
@@ -573,6 +599,17 @@ class Mailbox(_Section):
     deliver_mode: Literal["together", "separately"] = Field(
         "together", description="one mail to all deliver_to addresses, or one mail each"
     )
+    digest: bool = Field(
+        False,
+        description=(
+            "mail admins (or admin_address) a daily digest of yesterday: faxes sent, delivered, "
+            "failed (with reasons), received; mails held"
+        ),
+    )
+    admins: list[str] = Field(
+        default_factory=list,
+        description="told beside admin_address when this mailbox's faxes fail in a row or stop coming in",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -609,7 +646,13 @@ class Settings(BaseSettings):
     fax_domain: str = Field("fax.local", description="recipients are <number>@fax_domain")
     default_country: str = Field("US", description="how national numbers are read")
     timezone: str = Field("UTC", description="IANA zone for times in reports and received-fax mails")
-    admin_address: str = Field("", description="told when a received fax cannot be delivered to an address")
+    admin_address: str = Field(
+        "",
+        description=(
+            "told when a received fax cannot be delivered to an address, and by the watchdog "
+            "(policy.failure_alert_after, inbound.silence_alert_h)"
+        ),
+    )
     smtp: SmtpSettings = Field(default_factory=SmtpSettings, description="[smtp]: mail in")
     efax: EfaxSettings = Field(default_factory=EfaxSettings, description="[efax]: the eFax Enterprise API")
     relay: RelaySettings = Field(

@@ -450,6 +450,32 @@ class Store(Protocol):
         ``report`` enqueued when (and only when) no other fax of the same mail is still tracked.
         Returns (finished, report_enqueued); finished is False when the lease was lost."""
 
+    # -- the watchdog (workers/watchdog.py) ------------------------------------------------
+    async def mailbox_outcomes(self, mailbox_user_id: str, *, limit: int) -> list[tuple[str, str | None]]:
+        """The last ``limit`` final outcomes of this mailbox's sent faxes, newest first:
+        ("delivered", None) or ("failed", eFax's error code or None)."""
+
+    async def mailbox_day(self, user_id: str, *, since: float, until: float) -> list[tuple[str, str | None]]:
+        """The status of every fax of this mailbox's mails accepted in [since, until), with
+        eFax's error code for a failed one (the daily digest)."""
+
+    async def count_held(self, user_id: str) -> int:
+        """This mailbox's mails whose dispatch is held for an administrator."""
+
+    async def mark_once(self, key: str, *, action: str, now: float) -> bool:
+        """One transaction: an event ``action`` for ``key`` outside any mail's story, unless
+        one is there already (False: done before, by this gateway or another)."""
+
+    async def count_received(self, user_id: str, *, since: float, until: float) -> int:
+        """Faxes received on this mailbox first seen in [since, until)."""
+
+    async def incident_open(self, key: str) -> bool:
+        """Whether the watchdog's incident ``key`` stands open."""
+
+    async def set_incident(self, key: str, *, opened: bool, now: float) -> bool:
+        """One transaction: the incident opened or closed, an event recording it; False when
+        it already stood so (and so somebody was told already)."""
+
     # -- replies to reports ------------------------------------------------------------
     async def add_reply_token(
         self, *, token_hash: str, message_id: str, report_ref: str, now: float, expires_at: float

@@ -502,6 +502,28 @@ class SqlStore:
     async def polls(self) -> list[PollRecord]:
         return await self._read(ops.polls)
 
+    # -- the watchdog ------------------------------------------------------------------------------------
+    async def mailbox_outcomes(self, mailbox_user_id: str, *, limit: int) -> list[tuple[str, str | None]]:
+        return await self._read(lambda tx: ops.mailbox_outcomes(tx, mailbox_user_id, limit))
+
+    async def mailbox_day(self, user_id: str, *, since: float, until: float) -> list[tuple[str, str | None]]:
+        return await self._read(lambda tx: ops.mailbox_day(tx, user_id, since, until))
+
+    async def count_held(self, user_id: str) -> int:
+        return await self._read(lambda tx: ops.count_held(tx, user_id))
+
+    async def mark_once(self, key: str, *, action: str, now: float) -> bool:
+        return await self._write(lambda tx: ops.mark_once(tx, key, action, now))
+
+    async def count_received(self, user_id: str, *, since: float, until: float) -> int:
+        return await self._read(lambda tx: ops.count_received(tx, user_id, since, until))
+
+    async def incident_open(self, key: str) -> bool:
+        return await self._read(lambda tx: ops.incident_open(tx, key))
+
+    async def set_incident(self, key: str, *, opened: bool, now: float) -> bool:
+        return await self._write(lambda tx: ops.set_incident(tx, key, opened, now))
+
     # -- retention, health, limits ----------------------------------------------------------------------
     async def add_reply_token(
         self, *, token_hash: str, message_id: str, report_ref: str, now: float, expires_at: float

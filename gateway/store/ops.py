@@ -469,6 +469,55 @@ def polls(tx: Tx) -> list[PollRecord]:
     return [PollRecord(*r) for r in tx.execute(tx.q.SELECT_POLLS).fetchall()]
 
 
+# -- the watchdog ---------------------------------------------------------------------------------------
+def mailbox_outcomes(tx: Tx, mailbox_user_id: str, limit: int) -> list[tuple[str, str | None]]:
+    rows = tx.execute(tx.q.SELECT_MAILBOX_OUTCOMES, (mailbox_user_id, limit)).fetchall()
+    outcomes: list[tuple[str, str | None]] = []
+    for status, detail in rows:
+        code = json.loads(detail or "{}").get("error_code") if status == "failed" else None
+        outcomes.append((status, str(code) if code else None))
+    return outcomes
+
+
+def mailbox_day(tx: Tx, user_id: str, since: float, until: float) -> list[tuple[str, str | None]]:
+    rows = tx.execute(tx.q.SELECT_MAILBOX_DAY, (user_id, since, until)).fetchall()
+    outcomes: list[tuple[str, str | None]] = []
+    for status, detail in rows:
+        code = json.loads(detail or "{}").get("error_code") if status == "failed" else None
+        outcomes.append((status, str(code) if code else None))
+    return outcomes
+
+
+def count_held(tx: Tx, user_id: str) -> int:
+    return int(tx.execute(tx.q.COUNT_MAILBOX_HELD, (user_id,)).fetchone()[0])
+
+
+def mark_once(tx: Tx, key: str, action: str, now: float) -> bool:
+    """An event ``action`` for ``key`` outside any mail's story, unless there is one."""
+    if tx.execute(tx.q.SELECT_MARK, (key, action)).fetchone() is not None:
+        return False
+    tx.execute(tx.q.INSERT_EVENT, (now, None, None, action, key))
+    return True
+
+
+def count_received(tx: Tx, user_id: str, since: float, until: float) -> int:
+    return int(tx.execute(tx.q.COUNT_RECEIVED_BETWEEN, (user_id, since, until)).fetchone()[0])
+
+
+def incident_open(tx: Tx, key: str) -> bool:
+    row = tx.execute(tx.q.SELECT_INCIDENT, (key,)).fetchone()
+    return row is not None and row[0] == "incident opened"
+
+
+def set_incident(tx: Tx, key: str, opened: bool, now: float) -> bool:
+    """Open or close the incident ``key``; False when it already stood so (someone told)."""
+    if incident_open(tx, key) == opened:
+        return False
+    action = "incident opened" if opened else "incident closed"
+    tx.execute(tx.q.INSERT_EVENT, (now, None, None, action, key))
+    return True
+
+
 # -- replies to reports ----------------------------------------------------------------------------------
 def add_reply_token(
     tx: Tx, token_hash: str, message_id: str, report_ref: str, now: float, expires_at: float

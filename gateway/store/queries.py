@@ -176,6 +176,36 @@ class Queries:
      ORDER BY at, id
     """
 
+    # -- the watchdog (workers/watchdog.py): recent outcomes, arrivals, incidents ----------------
+    # The latest final outcomes of one mailbox's sent faxes, newest first.
+    SELECT_MAILBOX_OUTCOMES = """
+    SELECT f.status, f.detail FROM faxes f JOIN messages m ON m.id = f.message_id
+     WHERE m.mailbox_user_id = ? AND f.status IN ('delivered', 'failed')
+     ORDER BY f.updated_at DESC, f.fax_id DESC LIMIT ?
+    """
+    COUNT_RECEIVED_BETWEEN = (
+        "SELECT COUNT(*) FROM received WHERE user_id = ? AND seen_at >= ? AND seen_at < ?"
+    )
+    # The final outcomes of the faxes of one mailbox's mails accepted in [?, ?) (the digest).
+    SELECT_MAILBOX_DAY = """
+    SELECT f.status, f.detail FROM faxes f JOIN messages m ON m.id = f.message_id
+     WHERE m.mailbox_user_id = ? AND m.received_at >= ? AND m.received_at < ?
+    """
+    COUNT_MAILBOX_HELD = """
+    SELECT COUNT(*) FROM jobs j JOIN messages m ON j.kind = 'dispatch' AND j.ref = m.id
+     WHERE m.mailbox_user_id = ? AND j.state = 'held'
+    """
+    SELECT_MARK = """
+    SELECT 1 FROM events WHERE message_id IS NULL AND fax_id IS NULL AND detail = ? AND action = ? LIMIT 1
+    """
+    # An incident is told in the events log, outside any mail's story: its last word wins.
+    SELECT_INCIDENT = """
+    SELECT action FROM events
+     WHERE message_id IS NULL AND fax_id IS NULL AND detail = ?
+       AND action IN ('incident opened', 'incident closed')
+     ORDER BY id DESC LIMIT 1
+    """
+
     # -- received faxes ------------------------------------------------------------------------
     INSERT_RECEIVED = """
     INSERT INTO received (fax_id, user_id, seen_at, metadata, updated_at) VALUES (?, ?, ?, ?, ?)

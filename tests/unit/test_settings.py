@@ -134,7 +134,7 @@ def test_every_setting_has_a_description_and_every_duration_its_unit() -> None:
             if not (field.description or "").strip():
                 missing.append(f"{path}{name}")
             if float in (field.annotation, *typing.get_args(field.annotation)) and not (
-                name.endswith(("_s", "_days")) or "seconds" in (field.description or "")
+                name.endswith(("_s", "_h", "_days")) or "seconds" in (field.description or "")
             ):
                 unitless.append(f"{path}{name}")
     assert missing == [], f"settings without a description: {missing}"
