@@ -46,6 +46,9 @@ _DIRECT: Final = frozenset({"tiff", "jpeg", "png"})  # img2pdf embeds these as t
 _SCAN_600_DPI: Final = 5100 * 7020  # pixels of a Letter or A4 page scanned at 600 dpi
 _PHOTOS: Final = frozenset({"jpeg", "heif", "webp"})  # brought down, saved as JPEG, not PNG
 _LETTER: Final = (img2pdf.in_to_pt(8.5), img2pdf.in_to_pt(11))
+# No date and img2pdf's own writer (not qpdf's, which adds a random /ID): one image makes
+# one PDF, so its hash proves what went out, and a reader and the gateway agree.
+_SAME_BYTES: Final = {"nodate": True, "engine": img2pdf.Engine.internal}
 
 
 def image_to_pdf(
@@ -71,7 +74,7 @@ def image_to_pdf(
     scan = kind == "tiff" and (frames > 1 or size[0] * size[1] <= _SCAN_600_DPI)
     if kind in _DIRECT and (small or scan):  # a 600-dpi G4 scan: embedded as it is, no decoding
         try:
-            pdf = img2pdf.convert(data, layout_fun=_layout, rotation=img2pdf.Rotation.ifvalid)
+            pdf = img2pdf.convert(data, layout_fun=_layout, rotation=img2pdf.Rotation.ifvalid, **_SAME_BYTES)
             return bytes(pdf), frames
         except Exception:  # fall back to normalising with Pillow
             pass
@@ -85,7 +88,7 @@ def image_to_pdf(
         return _one_page(page, kind, filename), 1
     try:
         pngs = list(_normalised(data, kind, frames, deadline, filename, max_decode_bytes))
-        pdf = img2pdf.convert(pngs, layout_fun=_layout, rotation=img2pdf.Rotation.ifvalid)
+        pdf = img2pdf.convert(pngs, layout_fun=_layout, rotation=img2pdf.Rotation.ifvalid, **_SAME_BYTES)
     except DocumentRefused:
         raise
     except Exception as err:
@@ -110,7 +113,7 @@ def _one_page(page: Image.Image, kind: str, filename: str) -> bytes:
             page.save(out, format="JPEG", quality=85, dpi=(200, 200))
         else:
             page.save(out, format="PNG", dpi=(200, 200))
-        return bytes(img2pdf.convert(out.getvalue(), layout_fun=_layout))
+        return bytes(img2pdf.convert(out.getvalue(), layout_fun=_layout, **_SAME_BYTES))
     except Exception as err:
         raise _damaged(filename) from err
 

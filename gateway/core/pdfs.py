@@ -293,6 +293,7 @@ def _rebuilt(data: bytes, *, flatten: bool) -> bytes:
             encryption=False,
             stream_decode_level=pikepdf.StreamDecodeLevel.none,
             fix_metadata_version=False,
+            deterministic_id=True,  # one document makes one PDF (its hash is proof of what went out)
         )
         return out.getvalue()
 

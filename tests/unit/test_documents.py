@@ -553,3 +553,17 @@ def test_a_huge_html_body_is_read_without_the_slow_parser() -> None:
     result = extract(message.as_bytes())
     assert time.monotonic() - started < 2
     assert result.body_is_document and result.body_text.startswith("x x x")
+
+
+@pytest.mark.parametrize("build", [corpus.multipage_tiff, corpus.jpeg_photo, corpus.text_only])
+def test_one_mail_makes_the_same_pdf_bytes_every_time(build) -> None:  # type: ignore[no-untyped-def]
+    """No clock and no random /ID in what the gateway makes: a reader and the gateway agree,
+    and a document's hash names its bytes."""
+    from gateway.convert.fonts import find_text_fonts
+    from gateway.core.documents import ExtractionLimits, extract_documents
+
+    limits = ExtractionLimits(text_fonts=find_text_fonts())
+    raw = build()
+    first, second = (extract_documents(parse_message(raw), limits).documents for _ in range(2))
+    assert [d.content for d in first] == [d.content for d in second]
+    assert all(d.document_type == "PDF" for d in first)
