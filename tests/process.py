@@ -1,7 +1,9 @@
-"""Run ``fax-gateway serve`` as a real subprocess, for crash and shutdown tests."""
+"""Run ``fax-gateway`` as a real subprocess: ``serve`` for crash and shutdown tests, the
+one-shot commands (``command``) for what they print."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -18,6 +20,26 @@ _LISTEN = re.compile(r"SMTP listening on [\d.]+:(\d+)")
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+async def command(config: Path, *args: str, timeout: float = 60) -> tuple[int, str]:
+    """``python -m gateway.cli ARGS --config CONFIG`` in the config's directory, with no
+    ``FAXGW_*`` of this process; its exit status and its output with lines unwrapped."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAXGW_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        *args,
+        "--config",
+        str(config),
+        cwd=config.parent,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    return await proc.wait(), " ".join(out.decode().split())
 
 
 class GatewayProcess:

@@ -5,9 +5,7 @@ Microsoft 365 does), with one sentence for each problem."""
 from __future__ import annotations
 
 import asyncio
-import os
 import ssl
-import sys
 import warnings
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -17,6 +15,7 @@ import pytest
 import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
+from tests.process import command
 from tests.sink import SmtpSink
 
 CLEAN_MAILBOXES = """
@@ -38,21 +37,7 @@ async def run_check(tmp_path: Path, toml: str) -> tuple[int, str]:
     """``python -m gateway.cli check --config ...`` while the relays serve on this loop."""
     config = tmp_path / "check.toml"
     config.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/gateway.db"\n\n{toml}')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FAXGW_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway.cli",
-        "check",
-        "--config",
-        str(config),
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
-    return await proc.wait(), " ".join(out.decode().split())  # sentences, unwrapped
+    return await command(config, "check")
 
 
 class _Relay:

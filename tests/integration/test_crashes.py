@@ -5,12 +5,9 @@ to list the held job and release it. Jobs behind the poison one go on meanwhile.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import os
 import socket
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from gateway.store.base import Job, JobKind, JobState
 from gateway.workers.base import Worker
 from gateway.workers.recovery import recover_orphans
 from tests.contract.test_store import message
+from tests.process import command
 
 POISON = "JOB00001"
 
@@ -46,22 +44,7 @@ class _CrashesOnPoison(Worker):
 async def _queue(tmp_path: Path, *args: str) -> tuple[int, str]:
     config = tmp_path / "gateway.toml"
     config.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/gateway.db"\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FAXGW_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway.cli",
-        "queue",
-        *args,
-        "--config",
-        str(config),
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
-    return await proc.wait(), " ".join(out.decode().split())
+    return await command(config, "queue", *args)
 
 
 async def _store(tmp_path: Path, mails: tuple[int, ...] = (1, 2)) -> Store:
