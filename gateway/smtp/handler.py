@@ -79,7 +79,7 @@ from gateway.smtp.stored_message import new_message
 from gateway.smtp.throttle import AuthThrottle, Throttled
 from gateway.smtp.transaction import Transaction
 from gateway.smtp.transaction import transaction as _transaction
-from gateway.store.base import NewMessage, Store, StoreError
+from gateway.store.base import NewMessage, OverLimit, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -330,7 +330,7 @@ class FaxHandler(AuthMechanisms):
         if too_heavy:
             return refuse(too_heavy, header_from)
         pages = extraction.pages * len(numbers)
-        verdict = await self._rates(sender, mailbox, faxes=len(numbers), pages=pages, final=True)
+        verdict = await self._rates(sender, mailbox, faxes=len(numbers), pages=pages)
         if not verdict.ok:
             return refuse(verdict.reply or "", header_from)
         new = self._new_message(session, envelope, mail, mailbox, header_from)
@@ -340,9 +340,20 @@ class FaxHandler(AuthMechanisms):
 
     async def _accept(self, new: NewMessage, session: Session, mailbox: Mailbox, pages: int) -> str:
         use = Use(new.received_at, len(new.recipients), pages)
+        limit = self.sending_limits.at_commit(new.envelope_from, mailbox, faxes=use.faxes, pages=pages)
         self.usage.committing(new.id, new.envelope_from, mailbox.user_id, use)
         try:
-            await self.store.accept_message(new)
+            await self.store.accept_message(new, limit=limit)
+        except OverLimit as over:  # another gateway's mail came first (a shared store)
+            self.usage.failed(new.id)
+            return self._refuse(
+                over.reply,
+                "data",
+                session,
+                sender=new.envelope_from,
+                numbers=[r.number for r in new.recipients],
+                header_from=new.header_from,
+            )
         except StoreError as err:
             self.usage.failed(new.id)
             log.error("cannot store a mail: %s", err, extra=event("store failed"))
@@ -415,11 +426,9 @@ class FaxHandler(AuthMechanisms):
         return mail
 
     # -- how much -------------------------------------------------------------------------
-    async def _rates(
-        self, sender: str, mailbox: Mailbox | None, *, faxes: int, pages: int, final: bool = False
-    ) -> Verdict:
+    async def _rates(self, sender: str, mailbox: Mailbox | None, *, faxes: int, pages: int) -> Verdict:
         """The sending limits for one more mail (``gateway.smtp.sending_limits``)."""
-        return await self.sending_limits.check(sender, mailbox, faxes=faxes, pages=pages, final=final)
+        return await self.sending_limits.check(sender, mailbox, faxes=faxes, pages=pages)
 
     # -- the stored message ----------------------------------------------------------------
     def _new_message(

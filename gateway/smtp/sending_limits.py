@@ -9,9 +9,12 @@ here as ``usage``: the handler tells it of each commit). Settings:
 ``.pages_per_day_per_sender``, ``.pages_per_day_per_mailbox`` (0: no limit),
 ``default_country`` (how a mailbox's number is written in a refusal).
 
-The verdict itself is ``gateway.core.policy.check_rates``; at DATA, just before the
-commit, a store that other gateways share is read afresh (``final``), so that mail they
-accepted a moment ago counts too.
+The verdict itself is ``gateway.core.policy.check_rates``, on the counts kept in this
+process (``UsageWindows``). On a store that other gateways share, that copy may miss a
+moment of their mail, so the last word is the commit's: ``at_commit`` gives the store
+the same verdict to judge inside the commit's own transaction, under a lock on the
+sender and the mailbox, on the counts as they are then (``gateway.store.base.UsageLimit``).
+A sender cannot double a limit by sending through two gateways at once.
 """
 
 from __future__ import annotations
@@ -21,11 +24,11 @@ import time
 from collections.abc import Callable
 
 from gateway.core.addressing import format_number
-from gateway.core.policy import RateLimits, Verdict, check_rates
+from gateway.core.policy import DAY_S, RateLimits, Use, Verdict, check_rates
 from gateway.logs import event
 from gateway.settings import Mailbox, Settings
 from gateway.smtp.usage import UsageWindows
-from gateway.store.base import Store, StoreError
+from gateway.store.base import Store, StoreError, Usage, UsageLimit
 
 log = logging.getLogger("gateway.smtp.handler")  # mail in's log lines keep their name
 
@@ -49,8 +52,8 @@ class SendingLimits:
     ) -> Verdict:
         """The sending limits for one more mail of ``faxes`` faxes and ``pages`` pages.
 
-        ``final`` (at DATA, just before the commit): on a store other gateways share, the
-        counts are read afresh, so that mail they accepted a moment ago counts too."""
+        ``final`` (a piece of a split mail, kept at once): on a store other gateways share,
+        the counts are read afresh, so that mail they accepted a moment ago counts too."""
         limits = self.limits
         check_mailbox = mailbox is not None and limits.per_mailbox
         if not (limits.per_sender or check_mailbox):
@@ -86,3 +89,32 @@ class SendingLimits:
         if fits.ok:
             return fits
         return verdict(format_number(mailbox.fax_number, self.default_country))
+
+    def at_commit(self, sender: str, mailbox: Mailbox, *, faxes: int, pages: int) -> UsageLimit | None:
+        """The limits once more, for the store to judge in the commit's transaction; None
+        where this process's counts are the whole truth (a store of its own) or no limit is set."""
+        limits = self.limits
+        if not self.store.shared or not (limits.per_sender or limits.per_mailbox):
+            return None
+        now = self.clock()
+        label = format_number(mailbox.fax_number, self.default_country)
+
+        def judge(sender_uses: list[Usage], mailbox_uses: list[Usage]) -> str | None:
+            verdict = check_rates(
+                limits=limits,
+                now=now,
+                faxes=faxes,
+                pages=pages,
+                sender=sender,
+                sender_uses=[Use(u.at, u.faxes, u.pages) for u in sender_uses],
+                mailbox=label if limits.per_mailbox else None,
+                mailbox_uses=[Use(u.at, u.faxes, u.pages) for u in mailbox_uses],
+            )
+            return None if verdict.ok else verdict.reply
+
+        return UsageLimit(
+            sender=sender if limits.per_sender else None,
+            mailbox=mailbox.user_id if limits.per_mailbox else None,
+            since=now - DAY_S,
+            judge=judge,
+        )

@@ -53,6 +53,15 @@ class PartialTooBig(Exception):
         self.size = size
 
 
+class OverLimit(Exception):
+    """``accept_message``: the mail did not fit its sending limits at the commit
+    (``UsageLimit``); nothing of it was stored. ``reply`` is the judge's refusal."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
 class TooManySplitMails(Exception):
     """``add_partial``: the sender already has ``max_open`` other split mails waiting for
     pieces; the first piece of another was not kept."""
@@ -144,6 +153,23 @@ class MessageOptions:
         )
         value["deferred"] = tuple(str(n) for n in value.get("deferred", []))
         return cls(**value)
+
+
+@dataclass(frozen=True)
+class UsageLimit:
+    """Sending limits held by the commit itself, for a store other gateways share.
+
+    In the commit's transaction, under a lock on the sender and the mailbox (so that two
+    gateways committing mail of one sender take turns), the last day of their use is read,
+    this commit's earlier mails included, and ``judge(sender_uses, mailbox_uses)`` says
+    whether the mail fits: None, and it goes in; a refusal, and ``accept_message`` raises
+    ``OverLimit`` with it. A limit checked this way cannot be doubled by sending through
+    two gateways at once."""
+
+    sender: str | None  # the envelope sender (any case) whose use counts; None: not counted
+    mailbox: str | None  # the eFax user id whose use counts; None: not counted
+    since: float  # unix seconds: older use does not count
+    judge: Callable[[list[Usage], list[Usage]], str | None]
 
 
 @dataclass(frozen=True)
@@ -273,8 +299,11 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
     # -- intake ----------------------------------------------------------------
-    async def accept_message(self, message: NewMessage) -> None:
-        """Commit the raw mail, its documents and its dispatch job in one durable transaction."""
+    async def accept_message(self, message: NewMessage, *, limit: UsageLimit | None = None) -> None:
+        """Commit the raw mail, its documents and its dispatch job in one durable transaction.
+
+        ``limit``: only if the mail fits it, judged inside that transaction; else raises
+        ``OverLimit`` and stores nothing."""
 
     # -- jobs ------------------------------------------------------------------
     async def enqueue(

@@ -42,6 +42,7 @@ from gateway.store.base import (
     JobState,
     NewJob,
     NewMessage,
+    OverLimit,
     PollRecord,
     ReceivedRecord,
     Recipient,
@@ -49,6 +50,7 @@ from gateway.store.base import (
     StoredMessage,
     StoreError,
     Usage,
+    UsageLimit,
 )
 from gateway.store.ops import Tx
 
@@ -78,6 +80,10 @@ class Backend(Protocol):
     def reading(self) -> AbstractContextManager[Tx]:
         """A connection for reads (each reader thread may keep its own)."""
 
+    def stale(self, err: BaseException) -> bool:
+        """A read failed on a connection that had gone (the server restarted): worth one
+        more try on another connection."""
+
     def is_outage(self, err: BaseException) -> bool:
         """Is this the database being unreachable (not worth replaying item by item)?"""
 
@@ -96,9 +102,13 @@ class _Accepted:
     """A write item for one accepted mail; the writer inserts a batch's together."""
 
     message: NewMessage
+    limit: UsageLimit | None = None
 
-    def __call__(self, tx: Tx) -> None:  # alone, when its batch is replayed
-        ops.insert_accepted(tx, [self.message])
+    def __call__(self, tx: Tx) -> None:  # alone, when its batch is replayed (in a savepoint)
+        try:
+            ops.accept_within_limits(tx, [(self.message, self.limit)])
+        except ops.Refit as refit:
+            raise OverLimit(refit.refused[self.message.id]) from None
 
 
 class SqlStore:
@@ -222,17 +232,24 @@ class SqlStore:
         """One transaction for the batch; an item that raises is left out, not the others.
 
         Accepted mails of the batch go in together, then the other items run straight
-        after one another. Only when something raises is the transaction rolled back and
-        the batch run again item by item, each within a savepoint (so an item may run
-        twice: items only touch the database). An outage is not replayed.
+        after one another. Mails found over their sending limits (``ops.Refit``, rare:
+        another gateway's mail came first) roll the transaction back, and the batch runs
+        again without them, refused with ``OverLimit``. Only when something else raises is
+        the transaction rolled back and the batch run again item by item, each within a
+        savepoint (so an item may run twice: items only touch the database). An outage is
+        not replayed.
         """
-        accepted = [fn.message for fn, _ in batch if isinstance(fn, _Accepted)]
+        accepted = [(fn.message, fn.limit) for fn, _ in batch if isinstance(fn, _Accepted)]
+        over: dict[str, str] = {}  # mails that did not fit their limits: left out
         try:
-            with self.backend.transaction() as tx:
-                ops.insert_accepted(tx, accepted)
-                results: list[tuple[bool, Any]] = [
-                    (True, None if isinstance(fn, _Accepted) else fn(tx)) for fn, _ in batch
-                ]
+            while True:
+                try:
+                    results = self._apply_all(
+                        batch, [(m, lim) for m, lim in accepted if m.id not in over], over
+                    )
+                    break
+                except ops.Refit as refit:  # rolled back: again without them (each time fewer)
+                    over.update(refit.refused)
         except Exception as err:
             if self.backend.is_outage(err):
                 raise
@@ -240,6 +257,24 @@ class SqlStore:
                 results = [self._apply_one(tx, fn) for fn, _ in batch]
         self.commits += 1
         return results
+
+    def _apply_all(
+        self,
+        batch: list[tuple[Callable[[Tx], Any], asyncio.Future[Any]]],
+        accepted: list[tuple[NewMessage, UsageLimit | None]],
+        over: dict[str, str],
+    ) -> list[tuple[bool, Any]]:
+        with self.backend.transaction() as tx:
+            ops.accept_within_limits(tx, accepted)
+            results: list[tuple[bool, Any]] = []
+            for fn, _ in batch:
+                if not isinstance(fn, _Accepted):
+                    results.append((True, fn(tx)))
+                elif fn.message.id in over:
+                    results.append((False, OverLimit(over[fn.message.id])))
+                else:
+                    results.append((True, None))
+            return results
 
     def _apply_one(self, tx: Tx, fn: Callable[[Tx], Any]) -> tuple[bool, Any]:
         try:
@@ -251,7 +286,13 @@ class SqlStore:
             return False, err
 
     def _read_in_thread(self, fn: Callable[[Tx], T]) -> T:
-        with self.backend.reading() as tx:
+        try:
+            with self.backend.reading() as tx:
+                return fn(tx)
+        except self.backend.errors as err:
+            if not self.backend.stale(err):
+                raise
+        with self.backend.reading() as tx:  # reads change nothing: once more, on a fresh connection
             return fn(tx)
 
     async def _read(self, fn: Callable[[Tx], T]) -> T:
@@ -267,15 +308,16 @@ class SqlStore:
         return value
 
     # -- intake ------------------------------------------------------------------------------
-    async def accept_message(self, message: NewMessage) -> None:
+    async def accept_message(self, message: NewMessage, *, limit: UsageLimit | None = None) -> None:
         """One transaction: the message, its documents, its dispatch job, its first event.
 
         The accepted mails of a commit batch go in together, one multi-row statement per
         table: each statement costs the writer thread the GIL once more when it returns,
         and the event loop holds the GIL most of the time under load, so five statements a
-        batch instead of five a mail keeps a commit short.
+        batch instead of five a mail keeps a commit short. Mails with a ``limit`` are
+        judged together first (``ops.accept_within_limits``: two statements a batch).
         """
-        await self._write(_Accepted(message))
+        await self._write(_Accepted(message, limit))
 
     # -- jobs --------------------------------------------------------------------------------
     async def enqueue(

@@ -37,6 +37,7 @@ from gateway.store.base import (
     StoredMessage,
     TooManySplitMails,
     Usage,
+    UsageLimit,
     dumps,
 )
 from gateway.store.queries import Queries, in_list, many_rows
@@ -70,6 +71,15 @@ class Tx(Protocol):
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
     def savepoint(self) -> AbstractContextManager[None]: ...
+
+    @property
+    def pipelined(self) -> bool:
+        """Statements in ``together`` are sent without waiting (their rows come later)."""
+
+    def together(self) -> AbstractContextManager[None]:
+        """Statements sent one after another without waiting for each answer (PostgreSQL's
+        pipeline mode: one round trip for them all); an error is raised by the block's end
+        at the latest. Only for statements whose row counts are not looked at."""
 
     def put_large(self, table: str, key: tuple[Any, ...], data: bytes) -> None:
         """Write ``data`` into the raw mail (``message_raw``, key (message id,)) or
@@ -105,8 +115,100 @@ def _fax(row: Sequence[Any]) -> FaxRecord:
     return FaxRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5])
 
 
+class Refit(Exception):
+    """``accept_within_limits``: these mails (id -> refusal) do not fit their limits; the
+    transaction is to be rolled back and the batch committed again without them."""
+
+    def __init__(self, refused: dict[str, str]) -> None:
+        super().__init__(f"{len(refused)} mails over their sending limits")
+        self.refused = refused
+
+
+def accept_within_limits(tx: Tx, items: Sequence[tuple[NewMessage, UsageLimit | None]]) -> None:
+    """Accepted mails, if each fits its limit (``UsageLimit``); else raises ``Refit``.
+
+    The batch's senders and mailboxes are locked (``LOCK_USAGE``) and their last day of
+    use read; each mail is judged in order, with the batch's earlier mails counted. The
+    mails are inserted before the verdict, as most fit: where statements are pipelined
+    (PostgreSQL), lock, read and inserts then cost one round trip. When some do not fit,
+    ``Refit`` names them: the caller rolls back and calls again without them.
+    """
+    messages = [m for m, _ in items]
+    limited = [(m, limit) for m, limit in items if limit is not None]
+    if not limited:
+        insert_accepted(tx, messages)
+        return
+    with tx.together():
+        usage = _read_usage(tx, limited)
+        rows = None if tx.pipelined and usage is not None else usage.fetchall() if usage else []
+        _insert_rows(tx, messages)  # SQLite: after the read (its rows are read as they come)
+        if rows is None and usage is not None:
+            rows = usage.fetchall()  # the lock and the read ran before the inserts
+    refused = _over_limits(limited, rows or [])
+    if refused:
+        raise Refit(refused)
+
+
+def _keys(limited: Sequence[tuple[NewMessage, UsageLimit]]) -> tuple[list[str], list[str]]:
+    senders = sorted({limit.sender.lower() for _, limit in limited if limit.sender is not None})
+    mailboxes = sorted({limit.mailbox for _, limit in limited if limit.mailbox is not None})
+    return senders, mailboxes
+
+
+def _read_usage(tx: Tx, limited: Sequence[tuple[NewMessage, UsageLimit]]) -> Cursor | None:
+    """Lock the senders and mailboxes, then read their use (one row per key and minute);
+    None for limits that count neither."""
+    q = tx.q
+    senders, mailboxes = _keys(limited)
+    since = min(limit.since for _, limit in limited)
+    parts: list[str] = []
+    params: list[Any] = []
+    for statement, keys in ((q.USAGE_OF_SENDERS, senders), (q.USAGE_OF_MAILBOXES, mailboxes)):
+        if keys:
+            parts.append(statement.replace("{keys}", in_list(len(keys), q.mark)))
+            params += [*keys, since]
+    if not parts:
+        return None
+    if q.LOCK_USAGE:
+        tx.execute(q.LOCK_USAGE, ([f"s {s}" for s in senders] + [f"m {m}" for m in mailboxes],))
+    return tx.execute(" UNION ALL ".join(parts), params)
+
+
+def _over_limits(limited: Sequence[tuple[NewMessage, UsageLimit]], rows: list[Any]) -> dict[str, str]:
+    senders, mailboxes = _keys(limited)
+    uses: dict[tuple[str, str], list[Usage]] = {("s", s): [] for s in senders}
+    uses.update({("m", m): [] for m in mailboxes})
+    for kind, key, at, faxes, pages in rows:
+        found_list = uses.get((str(kind), str(key)))
+        if found_list is not None:
+            found_list.append(Usage(float(at), int(faxes), int(pages)))
+    for found in uses.values():
+        found.sort(key=lambda u: u.at)
+    refused: dict[str, str] = {}
+    for message, limit in limited:
+        of_sender = uses[("s", limit.sender.lower())] if limit.sender is not None else []
+        of_mailbox = uses[("m", limit.mailbox)] if limit.mailbox is not None else []
+        reply = limit.judge(
+            [u for u in of_sender if u.at >= limit.since], [u for u in of_mailbox if u.at >= limit.since]
+        )
+        if reply is not None:
+            refused[message.id] = reply
+            continue
+        use = _usage_of(message)
+        for counted, found in ((limit.sender, of_sender), (limit.mailbox, of_mailbox)):
+            if counted is not None:
+                found.append(use)
+    return refused
+
+
+def _usage_of(message: NewMessage) -> Usage:
+    faxes = len(message.recipients)
+    return Usage(message.received_at, faxes, faxes * sum(d.pages for d in message.documents))
+
+
 def _message_row(message: NewMessage) -> tuple[Any, ...]:
     recipients = [{"number": r.number, "pretty": r.pretty, "name": r.name} for r in message.recipients]
+    use = _usage_of(message)
     return (
         message.id,
         message.received_at,
@@ -120,8 +222,8 @@ def _message_row(message: NewMessage) -> tuple[Any, ...]:
         dumps(recipients),
         message.options.to_json(),
         message.envelope_from.lower(),
-        len(message.recipients),
-        len(message.recipients) * sum(d.pages for d in message.documents),
+        use.faxes,  # fax_count
+        use.pages,  # fax_pages
     )
 
 
@@ -144,6 +246,11 @@ def insert_accepted(tx: Tx, messages: Sequence[NewMessage]) -> None:
     A raw mail or document over ``tx.inline_limit`` goes in empty and is then written by
     ``tx.put_large`` (bound as a parameter, SQLite would hold two more copies of it).
     """
+    with tx.together():
+        _insert_rows(tx, messages)
+
+
+def _insert_rows(tx: Tx, messages: Sequence[NewMessage]) -> None:
     if not messages:
         return
     q = tx.q

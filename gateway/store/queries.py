@@ -46,7 +46,7 @@ class Queries:
     paramstyle: ClassVar[Literal["qmark", "format"]] = "qmark"
 
     def __init__(self) -> None:
-        for name in ("SENDER_USAGE", "MAILBOX_USAGE"):
+        for name in ("SENDER_USAGE", "MAILBOX_USAGE", "USAGE_OF_SENDERS", "USAGE_OF_MAILBOXES"):
             setattr(self, name, getattr(self, name).replace("{minute}", self.MINUTE))
         self.CLAIM_JOB = self.CLAIM_JOB.replace("{skip_locked}", self.SKIP_LOCKED)
         if self.paramstyle == "format":  # psycopg: %s, and a literal % doubled
@@ -245,6 +245,19 @@ class Queries:
     SELECT MAX(received_at), SUM(fax_count), SUM(fax_pages) FROM messages
      WHERE mailbox_user_id = ? AND received_at >= ? GROUP BY {minute}
     """
+    # At the commit (ops.accept_within_limits): the senders and mailboxes of a batch at once,
+    # joined by UNION ALL; {keys} is an IN list of the batch's keys.
+    USAGE_OF_SENDERS = """
+    SELECT 's', sender_key, MAX(received_at), SUM(fax_count), SUM(fax_pages) FROM messages
+     WHERE sender_key IN {keys} AND received_at >= ? GROUP BY sender_key, {minute}
+    """
+    USAGE_OF_MAILBOXES = """
+    SELECT 'm', mailbox_user_id, MAX(received_at), SUM(fax_count), SUM(fax_pages) FROM messages
+     WHERE mailbox_user_id IN {keys} AND received_at >= ? GROUP BY mailbox_user_id, {minute}
+    """
+    # Take turns with other gateways on these senders and mailboxes until the commit (one
+    # parameter: the list of keys); empty where one process owns the store (SQLite).
+    LOCK_USAGE = ""
 
     # -- message/partial pieces --------------------------------------------------------------------
     INSERT_PARTIAL = """

@@ -106,6 +106,15 @@ async def test_a_sending_limit_holds_across_instances(
             codes.append((await smtp_send(gw.smtp_port, pdf_mail(to=f"1323555{1200 + n}@fax.local"))).code)
         assert codes == [250, 250, 250, 451, 451, 451]
 
+        # All at once through both: the commits take turns on the sender, so still three
+        # in all (what each gateway counts itself would let each take three).
+        bob = "bob@example.com"
+        mails = [pdf_mail(sender=bob, to=f"1323555{1300 + n}@fax.local") for n in range(8)]
+        replies = await asyncio.gather(
+            *(smtp_send((a, b)[n % 2].smtp_port, mail, sender=bob) for n, mail in enumerate(mails))
+        )
+        assert sorted(r.code for r in replies) == [250] * 3 + [451] * 5, [r.text for r in replies]
+
 
 async def test_a_job_queued_by_one_instance_wakes_the_others(pg_url: str) -> None:
     """NOTIFY on commit: another store listening hears the kind at once (no polling)."""

@@ -57,6 +57,12 @@ class PostgresQueries(Queries):
     """
     LOCK_MESSAGE = "SELECT 1 FROM messages WHERE id = ? FOR UPDATE"
     LOCK_PARTIAL = "SELECT pg_advisory_xact_lock(hashtext(?))"
+    # In hash order, each lock once: two gateways locking overlapping keys cannot deadlock.
+    # Two-key locks (class 1819, "usage"): apart from LOCK_PARTIAL's one-key ones.
+    LOCK_USAGE = """
+    SELECT pg_advisory_xact_lock(1819, h)
+      FROM (SELECT DISTINCT hashtext(k) AS h FROM unnest(?::text[]) AS k ORDER BY 1) AS keys
+    """
     MINUTE = "floor(received_at / 60)"
     READ_RAW = "SELECT substring(raw FROM ? FOR ?) FROM message_raw WHERE message_id = ?"
     READ_DOCUMENT = "SELECT substring(content FROM ? FOR ?), length(content) FROM documents WHERE id = ?"
@@ -123,6 +129,13 @@ class PostgresTx:
         with self.conn.transaction():
             yield
 
+    pipelined = True
+
+    @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        with self.conn.pipeline():
+            yield
+
     def put_large(self, table: str, key: tuple[Any, ...], data: bytes) -> None:
         raise NotImplementedError("PostgreSQL binds every size in place")
 
@@ -174,7 +187,7 @@ class PostgresBackend:
             max_size=self.readers + 2,
             kwargs=self._connect_kwargs(),
             timeout=_POOL_TIMEOUT_S,
-            check=psycopg_pool.ConnectionPool.check_connection,
+            check=None,  # no round trip per read: a stale connection's read is tried again
             reconnect_timeout=0,  # keep trying for ever: the server may come back
             open=False,
             name="fax-gateway",
@@ -238,6 +251,11 @@ class PostgresBackend:
     def reading(self) -> Iterator[PostgresTx]:
         with self._conn() as conn:
             yield PostgresTx(conn)
+
+    def stale(self, err: BaseException) -> bool:
+        # The pool does not check a connection before handing it out (a round trip per
+        # read): after a server restart, an idle one fails its first use and is discarded.
+        return isinstance(err, psycopg.OperationalError) and not isinstance(err, psycopg.errors.QueryCanceled)
 
     def is_outage(self, err: BaseException) -> bool:
         return isinstance(err, psycopg.OperationalError | psycopg_pool.PoolTimeout)

@@ -86,6 +86,11 @@ class SQLiteTx:
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self.conn.executemany(sql, rows)
 
+    pipelined = False
+
+    def together(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()  # in-process: nothing to wait for
+
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
         self.conn.execute("SAVEPOINT item")
@@ -214,6 +219,9 @@ class SQLiteBackend:
             with self._lock:
                 self._reader_conns.append(conn)
         yield SQLiteTx(conn)
+
+    def stale(self, err: BaseException) -> bool:
+        return False  # a file does not go away between reads
 
     def is_outage(self, err: BaseException) -> bool:
         return False  # disk full or locked: replaying item by item is cheap and says which
