@@ -37,7 +37,10 @@ store. LibreOffice runs inside the same confinement, at most ``office_conversion
 across children: a child asks for a turn and waits in line, its mail not yet converted.
 
 What crosses the pipe: to the child ``("limits", limits)`` when they differ from the last
-ones it was sent, ``("read", size)`` followed by the mail's ``size`` bytes as they are,
+ones it was sent, ``("mapped", size)`` for a mail put in the child's shared buffer (a memfd
+of ``SHARED_BYTES`` both map; the child copies it out before reading it, and the gateway
+writes there only while the child has no mail) or ``("read", size)`` followed by the
+mail's ``size`` bytes as they are,
 and ``("go",)`` (a LibreOffice turn); back ``("ready",)``, ``("turn",)``, then one
 answer: ``("ok", ReadMail, leave)``,
 ``("refused", kind, sentence, leave)``, ``("over", "memory", leave)`` or ``("failed", why,
@@ -62,6 +65,7 @@ import fcntl
 import io
 import json
 import logging
+import mmap
 import os
 import pickle
 import pwd
@@ -106,6 +110,11 @@ _BOOTSTRAP: Final = (
     "child_main(sys.argv[2])\n"
 )
 _PIPE_BYTES: Final = 1 << 20  # a pipe this big holds several mails (Linux; else as it is)
+# Each child shares a buffer of this size with the gateway (a memfd both map): a mail up to
+# this size is put there, not pushed through the pipe, which costs the kernel a copy in
+# and a copy out (both on this machine's event loop and the child's time). Bigger mails
+# take the pipe. Its pages are only used once touched.
+SHARED_BYTES: Final = 4 << 20
 _GIVE_UP_AFTER: Final = 3  # children in a row that die before they are ready: pause
 _RETRY_MIN_S: Final = 5.0
 _RETRY_MAX_S: Final = 60.0
@@ -255,9 +264,12 @@ def _with_documents(read: ReadMail, change: Callable[[Any], FaxDocument]) -> Rea
 class _Child:
     """One child process, started for the pool; it reads one mail at a time."""
 
-    def __init__(self, process: asyncio.subprocess.Process, home: str) -> None:
+    def __init__(
+        self, process: asyncio.subprocess.Process, home: str, shared: mmap.mmap | None = None
+    ) -> None:
         self.process = process
         self.home = home  # its own temporary directory, removed when it ends
+        self.shared = shared  # the buffer it reads mails from (None: every mail by pipe)
         self.ready = False
         self.idle_since = time.monotonic()
         self.ending = False  # the pool ended it (budget, recycling, stop): no warning
@@ -271,6 +283,21 @@ class _Child:
     @property
     def alive(self) -> bool:
         return self.process.returncode is None and not self.ending
+
+    async def send_mail(self, raw: bytes) -> None:
+        """The mail: into the shared buffer when it fits (the child is idle: it reads
+        nothing there until told), else through the pipe."""
+        if self.shared is not None and len(raw) <= len(self.shared):
+            self.shared[: len(raw)] = raw
+            await self.send(("mapped", len(raw)))
+        else:
+            await self.send(("read", len(raw)), raw)
+
+    def close_shared(self) -> None:
+        if self.shared is not None:
+            with contextlib.suppress(BufferError, ValueError):
+                self.shared.close()
+            self.shared = None
 
     async def send(self, message: tuple[Any, ...], raw: bytes = b"") -> None:
         """One frame, then ``raw`` as it is (not pickled: a big mail is not copied, and
@@ -499,7 +526,7 @@ class MailReaders:
                     if child.limits is not limits:  # the same for every mail: sent once
                         await child.send(("limits", limits))
                         child.limits = limits
-                    await child.send(("read", len(raw)), raw)
+                    await child.send_mail(raw)
                 while True:
                     async with asyncio.timeout_at(deadline):
                         message = await child.receive()
@@ -699,6 +726,7 @@ class MailReaders:
         self._children.discard(child)
         with contextlib.suppress(ValueError):
             self._idle.remove(child)
+        child.close_shared()
         shutil.rmtree(child.home, ignore_errors=True)
 
     async def _spawn(self) -> _Child | None:
@@ -720,7 +748,11 @@ class MailReaders:
             "TMPDIR": home,
             "MALLOC_ARENA_MAX": "2",
         }
+        shared, shared_fd = _shared_buffer()
+        if shared_fd is not None:
+            options["shared_fd"] = shared_fd
         command = [sys.executable, "-I", "-c", _BOOTSTRAP, _PACKAGE_PARENT, json.dumps(options)]
+        fds: tuple[int, ...] = (shared_fd,) if shared_fd is not None else ()
         ids: dict[str, Any] = {}
         if user is not None:
             ids = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
@@ -734,6 +766,7 @@ class MailReaders:
                     cwd=home,
                     limit=_PIPE_BYTES,
                     start_new_session=True,  # its own group: LibreOffice is killed with it
+                    pass_fds=fds,
                     **ids,
                 )
             except PermissionError as err:
@@ -756,13 +789,19 @@ class MailReaders:
                     cwd=home,
                     limit=_PIPE_BYTES,
                     start_new_session=True,
+                    pass_fds=fds,
                 )
         except OSError as err:
             log.warning("cannot start a reader process: %s", err, extra=event("reader failed"))
             shutil.rmtree(home, ignore_errors=True)
+            if shared is not None:
+                shared.close()
             return None
+        finally:
+            if shared_fd is not None:
+                os.close(shared_fd)  # the child has its own; the mapping stays
         _widen_pipe(process.stdin)
-        return _Child(process, home)
+        return _Child(process, home, shared)
 
     def _user(self) -> pwd.struct_passwd | None:
         for name in (self.user, "nobody"):
@@ -830,6 +869,22 @@ def _widen_pipe(writer: asyncio.StreamWriter | None) -> None:
     if set_size is not None and pipe is not None:
         with contextlib.suppress(OSError, ValueError):  # ValueError: the child is gone already
             fcntl.fcntl(pipe.fileno(), set_size, _PIPE_BYTES)
+
+
+def _shared_buffer() -> tuple[mmap.mmap | None, int | None]:
+    """A fresh buffer of ``SHARED_BYTES`` for one child: mapped here, its descriptor to be
+    passed to the child (None, None where memfd_create is missing: the pipe only)."""
+    if not hasattr(os, "memfd_create"):
+        return None, None
+    fd = -1
+    try:
+        fd = os.memfd_create("faxgw-mail", 0)
+        os.ftruncate(fd, SHARED_BYTES)
+        return mmap.mmap(fd, SHARED_BYTES), fd
+    except OSError:
+        if fd >= 0:
+            os.close(fd)
+        return None, None
 
 
 # -- the child ---------------------------------------------------------------------------------
@@ -906,6 +961,10 @@ def child_main(options_json: str = "{}") -> None:
         if missing:
             print(f"reader: not applied here: {', '.join(missing)}", file=sys.stderr)
     cpu_s = float(options.get("cpu_s", 0))
+    shared: mmap.mmap | None = None
+    if "shared_fd" in options:
+        shared = mmap.mmap(int(options["shared_fd"]), 0)
+        os.close(int(options["shared_fd"]))
 
     def send(reply: tuple[Any, ...]) -> None:
         frame = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
@@ -928,7 +987,11 @@ def child_main(options_json: str = "{}") -> None:
                 while request is not None and request[0] == "limits":
                     mail_limits = request[1]
                     request = receive()
-                raw = _read_exactly(requests, request[1]) if request and request[0] == "read" else None
+                raw = None
+                if request and request[0] == "read":
+                    raw = _read_exactly(requests, request[1])
+                elif request and request[0] == "mapped" and shared is not None and request[1] <= len(shared):
+                    raw = shared[: request[1]]  # copied out: the gateway's next mail goes there
             except MemoryError:  # the mail alone is more than the budget
                 send(("over", "memory", True))
                 return

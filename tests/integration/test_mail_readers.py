@@ -26,6 +26,7 @@ from gateway.core.documents import (
     SplitMessage,
 )
 from gateway.smtp.reading import (
+    SHARED_BYTES,
     MailReaders,
     OverBudget,
     ReaderBudget,
@@ -100,6 +101,32 @@ async def test_every_mail_of_two_corpora_reads_alike_in_a_child(readers: MailRea
             there = _with_content_back(there, here)
         assert there == here, raw[:200]
     assert spans  # some PDFs came back as their place in the mail
+
+
+async def test_mails_above_and_below_the_shared_buffer_read_alike(readers: MailReaders) -> None:
+    """A mail up to SHARED_BYTES goes through the buffer the child shares, a bigger one
+    through the pipe; one after the other, each is read whole and as itself (a smaller
+    mail after a bigger one sees nothing of it)."""
+    from email.message import EmailMessage
+
+    def mail(pdf: bytes, subject: str) -> bytes:
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = "a@example.com", "1@fax.local", subject
+        message.set_content("see attached")
+        message.add_attachment(pdf, maintype="application", subtype="pdf", filename=f"{subject}.pdf")
+        return message.as_bytes()
+
+    small = corpus.make_pdf(1, "small")
+    big = small + b"%" + os.urandom(SHARED_BYTES).hex().encode()  # comment bytes after %%EOF
+    order = [mail(small, "one"), mail(big, "two"), mail(small, "three"), mail(big, "four")]
+    assert [len(raw) <= SHARED_BYTES for raw in order] == [True, False, True, False]
+    (pid,) = await _until_ready(readers)
+    maps = await asyncio.to_thread(Path(f"/proc/{pid}/maps").read_text)
+    assert "memfd:faxgw-mail" in maps  # the child maps it
+    for raw in order:
+        here, there = read_mail(raw, FULL), await readers.read(raw, FULL)
+        assert _with_content_back(there, here) == here
+        assert there.subject in ("one", "two", "three", "four")
 
 
 @pytest.mark.parametrize(
