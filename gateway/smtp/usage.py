@@ -9,10 +9,10 @@ each sender and each mailbox is read from the store once and then kept here: eve
 mail this process commits is added to the copy as it commits, and a mail being
 committed counts already (two sessions of one sender cannot both slip under a limit).
 A copy older than ``refresh_s`` is read again, so that mail accepted by another
-process sharing the store counts within that time (and on a shared store the last check
-of a mail, at DATA, always reads it again, so alternating instances cannot double a
-limit); mail this process committed while that read was under way may be counted
-twice until the next read, never less than once.
+process sharing the store counts within that time (on a shared store the commit itself
+judges the limits once more on the stored counts: ``SendingLimits.at_commit``, so
+alternating instances cannot double a limit); mail this process committed while that
+read was under way may be counted twice until the next read, never less than once.
 
 Copies are summed per minute like the store's rows (at most 1,440 a day per key), and
 copies not used for ``refresh_s`` are dropped when many have piled up.

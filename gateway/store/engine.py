@@ -58,6 +58,7 @@ T = TypeVar("T")
 log = logging.getLogger("gateway.store")
 _MAX_BATCH = 256
 OUTAGE_PROBE_S = 1.0
+_READ_ATTEMPTS = 3  # a read on connections the server dropped: tried this often in all
 
 
 class Backend(Protocol):
@@ -81,8 +82,9 @@ class Backend(Protocol):
         """A connection for reads (each reader thread may keep its own)."""
 
     def stale(self, err: BaseException) -> bool:
-        """A read failed on a connection that had gone (the server restarted): worth one
-        more try on another connection."""
+        """A read failed on a connection that had gone (the server restarted): worth
+        another try on another connection. The backend checks its other idle connections
+        meanwhile (they went with it)."""
 
     def is_outage(self, err: BaseException) -> bool:
         """Is this the database being unreachable (not worth replaying item by item)?"""
@@ -286,14 +288,16 @@ class SqlStore:
             return False, err
 
     def _read_in_thread(self, fn: Callable[[Tx], T]) -> T:
-        try:
-            with self.backend.reading() as tx:
-                return fn(tx)
-        except self.backend.errors as err:
-            if not self.backend.stale(err):
-                raise
-        with self.backend.reading() as tx:  # reads change nothing: once more, on a fresh connection
-            return fn(tx)
+        for attempt in range(1, _READ_ATTEMPTS + 1):
+            try:
+                with self.backend.reading() as tx:
+                    return fn(tx)
+            except self.backend.errors as err:
+                # Reads change nothing: again, on another connection (the backend has had
+                # its idle ones checked), unless the failure was not a dropped connection.
+                if attempt == _READ_ATTEMPTS or not self.backend.stale(err):
+                    raise
+        raise AssertionError("unreachable")
 
     async def _read(self, fn: Callable[[Tx], T]) -> T:
         if self._closed:

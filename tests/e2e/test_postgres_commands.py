@@ -114,6 +114,9 @@ async def test_a_sending_limit_holds_across_instances(
             *(smtp_send((a, b)[n % 2].smtp_port, mail, sender=bob) for n, mail in enumerate(mails))
         )
         assert sorted(r.code for r in replies) == [250] * 3 + [451] * 5, [r.text for r in replies]
+        for refused in (r for r in replies if r.code == 451):  # at DATA or at the commit: one wording
+            assert refused.text.startswith("4.7.1 bob@example.com has sent 3 faxes in the last hour")
+            assert "try again in" in refused.text
 
 
 async def test_a_job_queued_by_one_instance_wakes_the_others(pg_url: str) -> None:

@@ -14,10 +14,10 @@ async def test_reads_after_a_server_restart_work_at_once(pg_cluster: PgCluster, 
     read fails once the server is back."""
     store = await open_store(pg_url)
     try:
-        for _ in range(3):  # several pooled connections, each used
-            assert await asyncio.gather(*(store.message(f"none-{n}") for n in range(8))) == [None] * 8
+        for _ in range(5):  # every pooled connection opened and used
+            assert await asyncio.gather(*(store.message(f"none-{n}") for n in range(32))) == [None] * 32
         await asyncio.to_thread(pg_cluster.restart)
-        assert await asyncio.gather(*(store.message(f"none-{n}") for n in range(8))) == [None] * 8
+        assert await asyncio.gather(*(store.message(f"none-{n}") for n in range(32))) == [None] * 32
         assert await store.count_jobs() == {}
     finally:
         await store.close()

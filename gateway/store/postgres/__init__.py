@@ -254,8 +254,14 @@ class PostgresBackend:
 
     def stale(self, err: BaseException) -> bool:
         # The pool does not check a connection before handing it out (a round trip per
-        # read): after a server restart, an idle one fails its first use and is discarded.
-        return isinstance(err, psycopg.OperationalError) and not isinstance(err, psycopg.errors.QueryCanceled)
+        # read): after a server restart, an idle one fails its first use and is discarded;
+        # the others left idle are checked now, once, so the next try gets a live one.
+        if not isinstance(err, psycopg.OperationalError) or isinstance(err, psycopg.errors.QueryCanceled):
+            return False
+        if self._pool is not None:
+            with contextlib.suppress(psycopg.Error, psycopg_pool.PoolTimeout):
+                self._pool.check()
+        return True
 
     def is_outage(self, err: BaseException) -> bool:
         return isinstance(err, psycopg.OperationalError | psycopg_pool.PoolTimeout)
