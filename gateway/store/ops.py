@@ -140,11 +140,13 @@ def accept_within_limits(tx: Tx, items: Sequence[tuple[NewMessage, UsageLimit | 
         return
     with tx.together():
         usage = _read_usage(tx, limited)
-        rows = None if tx.pipelined and usage is not None else usage.fetchall() if usage else []
-        _insert_rows(tx, messages)  # SQLite: after the read (its rows are read as they come)
-        if rows is None and usage is not None:
+        rows: list[Any] = []
+        if usage is not None and not tx.pipelined:
+            rows = usage.fetchall()  # SQLite: read before writing (rows come as they are read)
+        _insert_rows(tx, messages)
+        if usage is not None and tx.pipelined:
             rows = usage.fetchall()  # the lock and the read ran before the inserts
-    refused = _over_limits(limited, rows or [])
+    refused = _over_limits(limited, rows)
     if refused:
         raise Refit(refused)
 
