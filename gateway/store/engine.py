@@ -125,6 +125,7 @@ class SqlStore:
         self._writer_task: asyncio.Task[None] | None = None
         self._closed = False
         self._down: str | None = None  # what the current outage said, while it lasts
+        self._down_at = 0.0  # monotonic: when it was noticed
         self._unreachable_until = 0.0  # monotonic: until then, fail at once (no probe)
         self.commits = 0  # physical commits, for the group-commit benchmark
 
@@ -178,7 +179,7 @@ class SqlStore:
         if self.backend.is_outage(err):
             self._unreachable_until = time.monotonic() + OUTAGE_PROBE_S
         if self._down is None:
-            self._down = text
+            self._down, self._down_at = text, time.monotonic()
             log.error("%s", text, extra=event("store down", backend=self.backend.name))
         return StoreError(text)
 
@@ -186,7 +187,11 @@ class SqlStore:
         if self._down is not None and time.monotonic() < self._unreachable_until:
             raise StoreError(self._down)
 
-    def _worked(self) -> None:
+    def _worked(self, started: float) -> None:
+        """Something ``started`` (monotonic) worked. Begun before the outage was noticed,
+        it says nothing of the database now (it may have finished just before it went)."""
+        if self._down is not None and started < self._down_at:
+            return
         self._unreachable_until = 0.0
         if self._down is not None:
             self._down = None
@@ -209,6 +214,7 @@ class SqlStore:
             self._wake.clear()
             while self._pending:
                 batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
+                started = time.monotonic()
                 try:
                     results = await loop.run_in_executor(self._write_pool, self._apply, batch)
                 except Exception as err:
@@ -221,7 +227,7 @@ class SqlStore:
                         if not future.done():
                             future.set_exception(failure)
                     continue
-                self._worked()
+                self._worked(started)
                 for (_, future), (ok, value) in zip(batch, results, strict=True):
                     if future.done():
                         continue
@@ -304,11 +310,12 @@ class SqlStore:
             raise StoreError("the store is closed")
         self._fail_fast()
         loop = asyncio.get_running_loop()
+        started = time.monotonic()
         try:
             value = await loop.run_in_executor(self._read_pool, self._read_in_thread, fn)
         except self.backend.errors as err:
             raise self._failed(err, "be read") from err
-        self._worked()
+        self._worked(started)
         return value
 
     # -- intake ------------------------------------------------------------------------------
