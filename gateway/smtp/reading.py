@@ -878,7 +878,7 @@ def _shared_buffer() -> tuple[mmap.mmap | None, int | None]:
         return None, None
     fd = -1
     try:
-        fd = os.memfd_create("faxgw-mail", 0)
+        fd = os.memfd_create("faxgw-mail")  # close-on-exec: only pass_fds hands it on
         os.ftruncate(fd, SHARED_BYTES)
         return mmap.mmap(fd, SHARED_BYTES), fd
     except OSError:

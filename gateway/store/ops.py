@@ -180,10 +180,8 @@ def _over_limits(limited: Sequence[tuple[NewMessage, UsageLimit]], rows: list[An
     senders, mailboxes = _keys(limited)
     uses: dict[tuple[str, str], list[Usage]] = {("s", s): [] for s in senders}
     uses.update({("m", m): [] for m in mailboxes})
-    for kind, key, at, faxes, pages in rows:
-        found_list = uses.get((str(kind), str(key)))
-        if found_list is not None:
-            found_list.append(Usage(float(at), int(faxes), int(pages)))
+    for kind, key, at, faxes, pages in rows:  # the read asked for these keys only
+        uses[(str(kind), str(key))].append(Usage(float(at), int(faxes), int(pages)))
     for found in uses.values():
         found.sort(key=lambda u: u.at)
     refused: dict[str, str] = {}
